@@ -1,0 +1,255 @@
+"""ImageTagger: the HTTP ingress (FastAPI under Ray Serve).
+
+It validates requests, hands each image to the Downloader, passes the Downloader's
+response straight on to the ModelDeployment (Serve resolves it in the model replica,
+so the crop never comes back through here) and shapes the JSON. Every error leaves
+through one of the exception handlers at the bottom, in the contract's error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deployments.errors import as_domain_error
+from imagetagger import __version__
+from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
+from imagetagger.schemas import (
+    BatchItemError,
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    ImageURL,
+    MinConf,
+    Prediction,
+    PredictionResponse,
+    ServiceInfo,
+    Top,
+    UploadPredictionResponse,
+    ValidationErrorResponse,
+    error_example,
+)
+from imagetagger.settings import IngressSettings
+
+logger = logging.getLogger("ray.serve")
+
+DESCRIPTION = "Image Tagger: tags images with ImageNet-1K labels."
+REVISION = 2
+AUTHOR = "imagetagger developers"
+GITHUB_URL = "https://github.com/imagetagger/imagetagger"
+
+
+def _responses(*errors: tuple[int, str, Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI error responses with the contract's examples."""
+    docs: dict[int | str, dict[str, Any]] = {}
+    for status, error_type, detail in errors:
+        model = ValidationErrorResponse if status == 422 else ErrorResponse
+        example = error_example(error_type, detail)
+        docs[status] = {"model": model, "content": {"application/json": {"example": example}}}
+    return docs
+
+
+INVALID_IMAGE = (400, "InvalidImage", "Url is not pointing to a valid image format.")
+FORBIDDEN = (403, "ForbiddenURL", "Url resolves to an address that is not allowed.")
+UNREACHABLE = (404, "UnreachableURL", "Url cannot be reached.")
+TOO_LARGE = (413, "ImageTooLarge", "Image is larger than this service accepts.")
+VALIDATION = (
+    422,
+    "ValidationError",
+    [{"loc": ["query", "url"], "message": "Field required", "type": "missing"}],
+)
+OVERLOADED = (503, "Overloaded", "The service is overloaded; retry later.")
+
+app = FastAPI(
+    title="Image Tagger",
+    version=__version__,
+    description=DESCRIPTION
+    + " Send an image URL (or upload a file) and get its ImageNet labels with "
+    "softmax confidences, best first.",
+)
+
+
+@serve.deployment(name="ImageTagger")
+@serve.ingress(app)
+class ImageTagger:
+    def __init__(
+        self, downloader: DeploymentHandle, model: DeploymentHandle, model_name: str
+    ) -> None:
+        self._downloader = downloader
+        self._model = model
+        self._model_name = model_name
+        self._settings = IngressSettings()
+        self._in_flight = 0
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self._settings = IngressSettings.model_validate(user_config or {})
+
+    @app.get("/", response_model=ServiceInfo, summary="Service information")
+    async def info(self) -> ServiceInfo:
+        return ServiceInfo(
+            description=DESCRIPTION,
+            version=__version__,
+            revision=REVISION,
+            author=AUTHOR,
+            github_url=GITHUB_URL,
+            model=self._model_name,
+        )
+
+    @app.get(
+        "/predictions",
+        response_model=PredictionResponse,
+        summary="Tag the image at a URL",
+        responses=_responses(
+            INVALID_IMAGE, FORBIDDEN, UNREACHABLE, TOO_LARGE, VALIDATION, OVERLOADED
+        ),
+    )
+    async def predict_url(
+        self,
+        url: Annotated[ImageURL, Query(description="http(s) URL of the image.")],
+        top: Annotated[Top | None, Query()] = None,
+        minconf: Annotated[MinConf | None, Query()] = None,
+    ) -> PredictionResponse:
+        predictions = await self._admit(lambda: self._predict_url(url, top, minconf))
+        return PredictionResponse(url=url, predictions=predictions)
+
+    @app.post(
+        "/predictions",
+        response_model=UploadPredictionResponse,
+        summary="Tag an uploaded image",
+        responses=_responses(INVALID_IMAGE, TOO_LARGE, VALIDATION, OVERLOADED),
+    )
+    async def predict_upload(
+        self,
+        request: Request,
+        file: Annotated[UploadFile, File(description="The image file.")],
+        top: Annotated[Top | None, Query()] = None,
+        minconf: Annotated[MinConf | None, Query()] = None,
+    ) -> UploadPredictionResponse:
+        data = await self._read_upload(file)
+        predictions = await self._admit(lambda: self._predict_bytes(data, top, minconf))
+        return UploadPredictionResponse(filename=file.filename, predictions=predictions)
+
+    @app.post(
+        "/predictions/batch",
+        response_model=BatchResponse,
+        summary="Tag up to 64 image URLs at once",
+        responses=_responses(VALIDATION, OVERLOADED),
+    )
+    async def predict_batch(self, body: BatchRequest) -> BatchResponse:
+        async def one(url: str) -> PredictionResponse | BatchItemError:
+            try:
+                predictions = await self._with_deadline(
+                    self._predict_url(url, body.top, body.minconf)
+                )
+            except Exception as exc:
+                error = _domain_error_or_raise(exc)
+                return BatchItemError(url=url, error=error.to_dict())
+            return PredictionResponse(url=url, predictions=predictions)
+
+        results = await self._admit(lambda: asyncio.gather(*(one(u) for u in body.urls)))
+        return BatchResponse(results=results)
+
+    async def _predict_url(
+        self, url: str, top: int | None, minconf: float | None
+    ) -> list[Prediction]:
+        # The DeploymentResponse goes to the model as is: Serve resolves it there.
+        image = self._downloader.fetch.remote(url)
+        return _raise_error_value(await self._model.predict.remote(image, top, minconf))
+
+    async def _predict_bytes(
+        self, data: bytes, top: int | None, minconf: float | None
+    ) -> list[Prediction]:
+        image = self._downloader.prepare.remote(data)
+        return _raise_error_value(await self._model.predict.remote(image, top, minconf))
+
+    async def _admit(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``work`` unless this replica is already at ``max_in_flight`` (then 503)."""
+        if self._in_flight >= self._settings.max_in_flight:
+            raise Overloaded()
+        self._in_flight += 1
+        try:
+            return await self._with_deadline(work())
+        finally:
+            self._in_flight -= 1
+
+    async def _with_deadline(self, work: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._settings.request_timeout_s):
+                return await work
+        except TimeoutError:
+            raise Overloaded("The request took too long; retry later.") from None
+
+    async def _read_upload(self, file: UploadFile) -> bytes:
+        limit = self._settings.max_upload_bytes
+        if file.size is not None and file.size > limit:
+            raise ImageTooLarge()
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise ImageTooLarge()
+        return data
+
+
+def _raise_error_value(result: Any) -> Any:
+    """Downstream replicas return client errors as values (see deployments.downloader)."""
+    if isinstance(result, ImageTaggerError):
+        raise result
+    return result
+
+
+def _domain_error_or_raise(exc: Exception) -> ImageTaggerError:
+    error = as_domain_error(exc)
+    if error is None:
+        raise exc
+    return error
+
+
+def _error_response(status: int, error_type: str, detail: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_example(error_type, detail))
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    issues = [
+        {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return _error_response(422, "ValidationError", issues)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    response = _error_response(exc.status_code, error_type, exc.detail)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """Client-caused and capacity errors, raised here or in a downstream replica."""
+    error = as_domain_error(exc)
+    if error is not None:
+        return _error_response(error.status_code, error.error_type, error.detail)
+    logger.error("Unexpected error on %s %s: %r", request.method, request.url.path, exc)
+    return _error_response(500, "InternalError", "Internal error.")
+
+
+for _error_class in (ImageTaggerError, RayError, RayServeException):
+    app.add_exception_handler(_error_class, _domain_error)
+
+
+@app.exception_handler(Exception)
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: log it with its traceback, answer without one."""
+    logger.exception("Unexpected error on %s %s", request.method, request.url.path)
+    return _error_response(500, "InternalError", "Internal error.")

@@ -1,0 +1,132 @@
+"""Pydantic models of the HTTP contract: what clients send and what they get back.
+
+The shapes are fixed by the original Image Tagger (see SPEC.md); the OpenAPI document
+is generated from these models, so their examples are the ones clients see in /docs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+MAX_URL_LENGTH = 2048
+MAX_BATCH_URLS = 64
+
+
+def check_image_url(value: str) -> str:
+    """Accept an absolute http(s) URL with a host, returned exactly as the client sent it.
+
+    pydantic's ``HttpUrl`` would normalise the string (a trailing slash, punycode), but the
+    contract echoes the client's own string, so the check is done here instead.
+    """
+    if len(value) > MAX_URL_LENGTH:
+        raise PydanticCustomError(
+            "url_too_long",
+            "URL should have at most {max_length} characters",
+            {"max_length": MAX_URL_LENGTH},
+        )
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError as exc:
+        raise PydanticCustomError("url_parsing", "Input should be a valid URL") from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise PydanticCustomError("url_scheme", "URL scheme should be 'http' or 'https'")
+    if not parts.hostname or any(c.isspace() for c in value) or port == 0:
+        raise PydanticCustomError("url_parsing", "Input should be a valid URL")
+    return value
+
+
+ImageURL = Annotated[
+    str,
+    AfterValidator(check_image_url),
+    Field(examples=["https://example.com/cat.jpg"]),
+]
+Top = Annotated[int, Field(ge=1, le=1000, description="How many labels to return (1-1000).")]
+MinConf = Annotated[
+    float, Field(ge=0.0, le=1.0, description="Smallest confidence to return (0-1).")
+]
+
+
+class Prediction(BaseModel):
+    label: str = Field(examples=["tiger_cat"])
+    confidence: float = Field(examples=[0.41], description="Softmax probability, 0-1.")
+
+
+class PredictionResponse(BaseModel):
+    url: str = Field(description="The URL exactly as sent.")
+    predictions: list[Prediction]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/cat.jpg",
+                    "predictions": [{"label": "tiger_cat", "confidence": 0.41}],
+                }
+            ]
+        }
+    )
+
+
+class UploadPredictionResponse(BaseModel):
+    filename: str | None = Field(description="The uploaded file's name, as sent.")
+    predictions: list[Prediction]
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(examples=["InvalidImage"])
+    detail: str = Field(examples=["Url is not pointing to a valid image format."])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(examples=[["query", "url"]])
+    message: str = Field(examples=["Field required"])
+    type: str = Field(examples=["missing"])
+
+
+class ValidationErrorDetail(BaseModel):
+    type: str = Field(examples=["ValidationError"])
+    detail: list[ValidationIssue]
+
+
+class ValidationErrorResponse(BaseModel):
+    error: ValidationErrorDetail
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[ImageURL] = Field(min_length=1, max_length=MAX_BATCH_URLS)
+    top: Top | None = None
+    minconf: MinConf | None = None
+
+
+class BatchItemError(BaseModel):
+    url: str
+    error: ErrorDetail
+
+
+class BatchResponse(BaseModel):
+    results: list[PredictionResponse | BatchItemError]
+
+
+class ServiceInfo(BaseModel):
+    description: str
+    version: str
+    revision: int
+    author: str
+    github_url: str
+    model: str
+
+
+def error_example(error_type: str, detail: Any) -> dict[str, Any]:
+    """One OpenAPI response example in the contract's error shape."""
+    return {"error": {"type": error_type, "detail": detail}}

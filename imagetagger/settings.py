@@ -1,0 +1,62 @@
+"""Operator tunables, validated: each deployment's ``user_config`` in the Serve config.
+
+Serve hands ``user_config`` to ``reconfigure`` at start and on every config change, so
+these values change live without a redeploy. Unknown keys are refused: a typo in the
+YAML must fail the deploy, not silently keep a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _check_cidr(value: str) -> str:
+    ipaddress.ip_network(value, strict=False)  # ValueError -> pydantic error
+    return value
+
+
+class DownloaderSettings(BaseModel):
+    """``user_config`` of the Downloader deployment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_networks: list[Annotated[str, AfterValidator(_check_cidr)]] = Field(
+        default_factory=list,
+        description="CIDRs exempted from the private-address block (e.g. an internal "
+        "image store). Empty by default: only public addresses are fetched.",
+    )
+    max_image_bytes: int = Field(
+        default=20 * 2**20, gt=0, description="Largest body read; reading stops there."
+    )
+    max_image_pixels: int = Field(
+        default=64_000_000, gt=0, description="Largest width x height, from the header."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Whole-download deadline.")
+
+
+class ModelSettings(BaseModel):
+    """``user_config`` of the ModelDeployment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(default=16, ge=1, le=512)
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=1.0)
+
+
+class IngressSettings(BaseModel):
+    """``user_config`` of the ImageTagger ingress."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_upload_bytes: int = Field(default=20 * 2**20, gt=0, description="Largest upload.")
+    max_in_flight: int = Field(
+        default=256,
+        gt=0,
+        description="Requests one ingress replica works on at once; more get 503 Overloaded.",
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline for one image; past it the answer is 503."
+    )
