@@ -33,5 +33,9 @@ format: $(TEST_STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Regenerate spec.serveConfigV2 of configs/kuberay/rayservice.yaml from configs/serve_gpu.yaml.
+kuberay: $(STAMP)
+	$(BIN)/python scripts/make_kuberay.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -6,7 +6,8 @@ so the crop never comes back through here) and shapes the JSON. Every error leav
 through one of the exception handlers at the bottom, in the contract's error shape.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI must resolve the route
+# signatures of the Serve-wrapped class at import time.
 
 import asyncio
 import logging
@@ -21,6 +22,7 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.errors import as_domain_error
 from imagetagger import __version__
@@ -78,6 +80,91 @@ app = FastAPI(
     + " Send an image URL (or upload a file) and get its ImageNet labels with "
     "softmax confidences, best first.",
 )
+
+
+def _raise_error_value(result: Any) -> Any:
+    """Downstream replicas return client errors as values (see deployments.downloader)."""
+    if isinstance(result, ImageTaggerError):
+        raise result
+    return result
+
+
+def _domain_error_or_raise(exc: Exception) -> ImageTaggerError:
+    error = as_domain_error(exc)
+    if error is None:
+        raise exc
+    return error
+
+
+def _error_response(status: int, error_type: str, detail: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_example(error_type, detail))
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    issues = [
+        {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return _error_response(422, "ValidationError", issues)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    response = _error_response(exc.status_code, error_type, exc.detail)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """Client-caused and capacity errors, raised here or in a downstream replica."""
+    error = as_domain_error(exc)
+    if error is not None:
+        return _error_response(error.status_code, error.error_type, error.detail)
+    logger.error("Unexpected error on %s %s: %r", request.method, request.url.path, exc)
+    return _error_response(500, "InternalError", "Internal error.")
+
+
+for _error_class in (ImageTaggerError, RayError, RayServeException):
+    app.add_exception_handler(_error_class, _domain_error)
+
+
+class UnexpectedErrorMiddleware:
+    """Answer a bug with a JSON 500 (no stack trace), and log the traceback here.
+
+    A handler for ``Exception`` would not do: Starlette re-raises after it runs, and
+    the Serve proxy then replaces the answer with a plain-text 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            logger.exception("Unexpected error on %s %s", scope["method"], scope["path"])
+            if not started:
+                response = _error_response(500, "InternalError", "Internal error.")
+                await response(scope, receive, send)
+
+
+app.add_middleware(UnexpectedErrorMiddleware)
+
+
+# Serve pickles the ingress class (and the FastAPI app with it) when the class is
+# decorated, so every handler, middleware and helper the class uses is defined above it.
 
 
 @serve.deployment(name="ImageTagger")
@@ -198,58 +285,3 @@ class ImageTagger:
         if len(data) > limit:
             raise ImageTooLarge()
         return data
-
-
-def _raise_error_value(result: Any) -> Any:
-    """Downstream replicas return client errors as values (see deployments.downloader)."""
-    if isinstance(result, ImageTaggerError):
-        raise result
-    return result
-
-
-def _domain_error_or_raise(exc: Exception) -> ImageTaggerError:
-    error = as_domain_error(exc)
-    if error is None:
-        raise exc
-    return error
-
-
-def _error_response(status: int, error_type: str, detail: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content=error_example(error_type, detail))
-
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    issues = [
-        {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
-        for error in exc.errors()
-    ]
-    return _error_response(422, "ValidationError", issues)
-
-
-@app.exception_handler(StarletteHTTPException)
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-    response = _error_response(exc.status_code, error_type, exc.detail)
-    response.headers.update(exc.headers or {})
-    return response
-
-
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    """Client-caused and capacity errors, raised here or in a downstream replica."""
-    error = as_domain_error(exc)
-    if error is not None:
-        return _error_response(error.status_code, error.error_type, error.detail)
-    logger.error("Unexpected error on %s %s: %r", request.method, request.url.path, exc)
-    return _error_response(500, "InternalError", "Internal error.")
-
-
-for _error_class in (ImageTaggerError, RayError, RayServeException):
-    app.add_exception_handler(_error_class, _domain_error)
-
-
-@app.exception_handler(Exception)
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: log it with its traceback, answer without one."""
-    logger.exception("Unexpected error on %s %s", request.method, request.url.path)
-    return _error_response(500, "InternalError", "Internal error.")
