@@ -13,17 +13,31 @@ value flows through the ModelDeployment unchanged and the ingress raises it.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from ray import serve
 
+from deployments.metrics import downloader_metrics
 from imagetagger.errors import ImageTaggerError
 from imagetagger.fetch import FetchLimits, ImageFetcher
 from imagetagger.images import prepare_image
 from imagetagger.models.specs import get_spec
 from imagetagger.netguard import AddressPolicy
 from imagetagger.settings import DownloaderSettings
+
+logger = logging.getLogger("ray.serve")
+
+
+def _host(url: str) -> str:
+    """The URL's host, for logs: never the full URL (it may carry credentials or tokens)."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
 
 
 @serve.deployment(name="Downloader")
@@ -32,6 +46,7 @@ class Downloader:
         self._spec = get_spec(model_name)
         self._settings = DownloaderSettings()
         self._fetcher = ImageFetcher(AddressPolicy([]), FetchLimits())
+        self._metrics = downloader_metrics()
         self._apply(self._settings)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -47,16 +62,21 @@ class Downloader:
 
     async def fetch(self, url: str) -> np.ndarray | ImageTaggerError:
         """Download ``url`` and return the model-ready crop (or the client's error)."""
+        started = time.perf_counter()
         try:
             data = await self._fetcher.fetch(url)
         except ImageTaggerError as error:
+            logger.info("download failed: %s (%s)", error.error_type, _host(url))
             return error
+        self._metrics.download_seconds.observe(time.perf_counter() - started)
+        self._metrics.download_bytes.observe(len(data))
         return await self.prepare(data)
 
     async def prepare(self, data: bytes) -> np.ndarray | ImageTaggerError:
         """Decode and crop image bytes in a worker thread (or return the client's error)."""
+        started = time.perf_counter()
         try:
-            return await asyncio.to_thread(
+            image = await asyncio.to_thread(
                 prepare_image,
                 data,
                 size=self._spec.input_size,
@@ -65,6 +85,8 @@ class Downloader:
             )
         except ImageTaggerError as error:
             return error
+        self._metrics.preprocess_seconds.observe(time.perf_counter() - started)
+        return image
 
     async def check_health(self) -> None:
         """The fetcher's session must be usable; a closed one means the replica is broken."""

@@ -11,8 +11,10 @@ through one of the exception handlers at the bottom, in the contract's error sha
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +22,13 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.errors import as_domain_error
+from deployments.metrics import ingress_metrics
 from imagetagger import __version__
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
 from imagetagger.schemas import (
@@ -73,6 +77,11 @@ VALIDATION = (
 )
 OVERLOADED = (503, "Overloaded", "The service is overloaded; retry later.")
 
+# Hard ceilings on request bodies, enforced while reading (FastAPI's body limit); the
+# live `max_upload_bytes` of user_config is checked on the file itself, below these.
+MAX_UPLOAD_BODY_BYTES = 64 * 2**20
+MAX_BATCH_BODY_BYTES = 1 * 2**20
+
 app = FastAPI(
     title="Image Tagger",
     version=__version__,
@@ -80,13 +89,6 @@ app = FastAPI(
     + " Send an image URL (or upload a file) and get its ImageNet labels with "
     "softmax confidences, best first.",
 )
-
-
-def _raise_error_value(result: Any) -> Any:
-    """Downstream replicas return client errors as values (see deployments.downloader)."""
-    if isinstance(result, ImageTaggerError):
-        raise result
-    return result
 
 
 def _domain_error_or_raise(exc: Exception) -> ImageTaggerError:
@@ -111,6 +113,8 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == ImageTooLarge.status_code:  # FastAPI's request body limit
+        return _error_response(413, ImageTooLarge.error_type, ImageTooLarge.default_detail)
     error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
     response = _error_response(exc.status_code, error_type, exc.detail)
     response.headers.update(exc.headers or {})
@@ -160,7 +164,61 @@ class UnexpectedErrorMiddleware:
                 await response(scope, receive, send)
 
 
+class RequestLogMiddleware:
+    """One structured log line and one counter increment per HTTP request.
+
+    The Serve proxy accepts a client's ``X-Request-ID`` (or makes one), passes it in
+    the request headers and returns it in the response; the line carries it, so one
+    request can be followed through the proxy, ingress and replica logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        finally:
+            headers = Headers(scope=scope)
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            logger.info(
+                "request_id=%s method=%s route=%s status=%d duration_ms=%.1f url_host=%s",
+                headers.get("x-request-id", "-"),
+                scope["method"],
+                route_path,
+                status,
+                (time.perf_counter() - started) * 1000,
+                _url_host(scope.get("query_string", b"")),
+            )
+            ingress_metrics().requests.inc(tags={"route": route_path, "status": str(status)})
+
+
+def _url_host(query_string: bytes) -> str:
+    """Host of the ``url`` query parameter (never the full URL: it may hold secrets)."""
+    values = parse_qs(query_string.decode("latin-1")).get("url")
+    if not values:
+        return "-"
+    try:
+        return urlsplit(values[0]).hostname or "-"
+    except ValueError:
+        return "-"
+
+
 app.add_middleware(UnexpectedErrorMiddleware)
+app.add_middleware(RequestLogMiddleware)  # added last = outermost: sees every answer
 
 
 # Serve pickles the ingress class (and the FastAPI app with it) when the class is
@@ -215,10 +273,10 @@ class ImageTagger:
         response_model=UploadPredictionResponse,
         summary="Tag an uploaded image",
         responses=_responses(INVALID_IMAGE, TOO_LARGE, VALIDATION, OVERLOADED),
+        max_body_size=MAX_UPLOAD_BODY_BYTES,
     )
     async def predict_upload(
         self,
-        request: Request,
         file: Annotated[UploadFile, File(description="The image file.")],
         top: Annotated[Top | None, Query()] = None,
         minconf: Annotated[MinConf | None, Query()] = None,
@@ -231,7 +289,8 @@ class ImageTagger:
         "/predictions/batch",
         response_model=BatchResponse,
         summary="Tag up to 64 image URLs at once",
-        responses=_responses(VALIDATION, OVERLOADED),
+        responses=_responses(TOO_LARGE, VALIDATION, OVERLOADED),
+        max_body_size=MAX_BATCH_BODY_BYTES,
     )
     async def predict_batch(self, body: BatchRequest) -> BatchResponse:
         async def one(url: str) -> PredictionResponse | BatchItemError:
@@ -244,31 +303,50 @@ class ImageTagger:
                 return BatchItemError(url=url, error=error.to_dict())
             return PredictionResponse(url=url, predictions=predictions)
 
-        results = await self._admit(lambda: asyncio.gather(*(one(u) for u in body.urls)))
+        results = await self._admit(
+            lambda: asyncio.gather(*(one(u) for u in body.urls)), cost=len(body.urls)
+        )
         return BatchResponse(results=results)
 
     async def _predict_url(
         self, url: str, top: int | None, minconf: float | None
     ) -> list[Prediction]:
         # The DeploymentResponse goes to the model as is: Serve resolves it there.
-        image = self._downloader.fetch.remote(url)
-        return _raise_error_value(await self._model.predict.remote(image, top, minconf))
+        return await self._tag(self._downloader.fetch.remote(url), top, minconf)
 
     async def _predict_bytes(
         self, data: bytes, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        image = self._downloader.prepare.remote(data)
-        return _raise_error_value(await self._model.predict.remote(image, top, minconf))
+        return await self._tag(self._downloader.prepare.remote(data), top, minconf)
 
-    async def _admit(self, work: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``work`` unless this replica is already at ``max_in_flight`` (then 503)."""
-        if self._in_flight >= self._settings.max_in_flight:
+    async def _tag(
+        self, image: DeploymentResponse, top: int | None, minconf: float | None
+    ) -> list[Prediction]:
+        """Labels for the Downloader's ``image``; counts the outcome of every image."""
+        outcome = "InternalError"
+        try:
+            result = await self._model.predict.remote(image, top, minconf)
+            if isinstance(result, ImageTaggerError):  # client errors come back as values
+                raise result
+            outcome = "ok"
+            return result
+        except Exception as exc:
+            error = as_domain_error(exc)
+            outcome = error.error_type if error else outcome
+            raise
+        finally:
+            ingress_metrics().images.inc(tags={"outcome": outcome})
+
+    async def _admit(self, work: Callable[[], Awaitable[Any]], cost: int = 1) -> Any:
+        """Run ``work`` unless this replica is already at ``max_in_flight`` images (503)."""
+        if self._in_flight + cost > self._settings.max_in_flight:
+            ingress_metrics().images.inc(cost, tags={"outcome": Overloaded.error_type})
             raise Overloaded()
-        self._in_flight += 1
+        self._in_flight += cost
         try:
             return await self._with_deadline(work())
         finally:
-            self._in_flight -= 1
+            self._in_flight -= cost
 
     async def _with_deadline(self, work: Awaitable[Any]) -> Any:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.metrics import model_metrics
 from imagetagger.errors import ImageTaggerError
 from imagetagger.predictions import select_predictions
 from imagetagger.settings import ModelSettings
@@ -48,6 +49,7 @@ class ModelDeployment:
         )
         self._input_shape = (self._classifier.spec.input_size,) * 2 + (3,)
         self._last_success = time.monotonic()
+        self._metrics = model_metrics()
         logger.info("Loaded %s (%s) on %s", model_name, compute_dtype, gpus or "CPU")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -79,7 +81,10 @@ class ModelDeployment:
     )
     async def infer_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         batch = np.stack(images)
+        started = time.perf_counter()
         probabilities = await asyncio.to_thread(self._classifier.predict_proba, batch)
+        self._metrics.inference_seconds.observe(time.perf_counter() - started)
+        self._metrics.batch_size.observe(len(images))
         self._last_success = time.monotonic()
         return list(probabilities)
 

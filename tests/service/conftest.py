@@ -29,6 +29,7 @@ DEPLOY_TIMEOUT_S = 300
 class Service:
     base_url: str
     images: servers.LoopbackServer
+    metrics_url: str
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.base_url + path, timeout=60, **kwargs)
@@ -78,13 +79,22 @@ def photo_routes() -> dict[str, servers.Handler]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
+def ray_cluster() -> Iterator[str]:
+    """A local 2-CPU cluster; yields its Prometheus metrics URL."""
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="serve", log_to_driver=False)
+    metrics_port = servers.unused_port("127.0.0.1")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="serve",
+        log_to_driver=False,
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},  # metrics tests wait less
+    )
     try:
-        yield
+        yield f"http://127.0.0.1:{metrics_port}/metrics"
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -97,7 +107,7 @@ def image_server() -> Iterator[servers.LoopbackServer]:
 
 
 @pytest.fixture(scope="session")
-def service(ray_cluster: None, image_server: servers.LoopbackServer) -> Service:
+def service(ray_cluster: str, image_server: servers.LoopbackServer) -> Service:
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
@@ -110,7 +120,7 @@ def service(ray_cluster: None, image_server: servers.LoopbackServer) -> Service:
     client.deploy_apps(config, _blocking=False)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_running(base_url)
-    return Service(base_url=base_url, images=image_server)
+    return Service(base_url=base_url, images=image_server, metrics_url=ray_cluster)
 
 
 def wait_until_running(base_url: str) -> None:
