@@ -221,6 +221,28 @@ def apply_model(config: dict[str, Any], model: str | None) -> dict[str, Any]:
     return result
 
 
+def apply_allowed_networks(config: dict[str, Any], networks: Sequence[str]) -> dict[str, Any]:
+    """A copy of the Serve config whose Downloaders also fetch from ``networks`` (CIDRs).
+
+    For trying the service on local files: ``--allow-network 127.0.0.1/32`` lets it
+    fetch from a file server on this machine, which the SSRF guard blocks by default.
+    """
+    result = copy.deepcopy(config)
+    if not networks:
+        return result
+    allowed = DownloaderSettings(allowed_networks=list(networks)).allowed_networks
+    for app in result.get("applications") or []:
+        for deployment in app.get("deployments") or []:
+            if deployment.get("name") == "Downloader":
+                user_config = deployment.setdefault("user_config", {}) or {}
+                existing = list(user_config.get("allowed_networks") or [])
+                user_config["allowed_networks"] = existing + [
+                    n for n in allowed if n not in existing
+                ]
+                deployment["user_config"] = user_config
+    return result
+
+
 def _model_name_or_raise(model: str) -> None:
     try:
         _model_name(model)
@@ -280,7 +302,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.config}: not a Serve config (expected a mapping)")
     port = resolve_port(args.port, os.environ)
     model = args.model or os.environ.get(MODEL_ENV) or None
-    effective = apply_model(apply_port(config, port), model)
+    effective = apply_allowed_networks(
+        apply_model(apply_port(config, port), model), args.allow_network
+    )
     serve = _find_serve_executable()
     with tempfile.TemporaryDirectory(prefix="imagetagger-serve-") as tmp:
         path = Path(tmp) / "serve_config.yaml"
@@ -338,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_model_name,
         default=None,
         help=f"model to serve (default: ${MODEL_ENV}, else the config's args.model)",
+    )
+    serve.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="also fetch images from this network, e.g. 127.0.0.1/32 for local files "
+        "(repeatable; added to the Downloader's allowed_networks)",
     )
     serve.set_defaults(handler=_serve)
     return parser

@@ -530,3 +530,28 @@ def test_predict_model_load_error_exits_1(
     assert captured.out == ""
     assert "cannot load efficientnet_lite0" in captured.err
     assert str(missing) in captured.err
+
+
+def test_allow_network_adds_to_the_downloaders_allowed_networks() -> None:
+    from imagetagger.cli import apply_allowed_networks
+
+    config = {
+        "applications": [
+            {
+                "name": "imagetagger",
+                "deployments": [
+                    {"name": "ImageTagger", "user_config": {"max_in_flight": 8}},
+                    {"name": "Downloader", "user_config": {"allowed_networks": ["10.1.0.0/16"]}},
+                ],
+            }
+        ]
+    }
+    result = apply_allowed_networks(config, ["127.0.0.1/32", "10.1.0.0/16"])
+    deployments = result["applications"][0]["deployments"]
+    assert deployments[1]["user_config"]["allowed_networks"] == ["10.1.0.0/16", "127.0.0.1/32"]
+    assert deployments[0] == {"name": "ImageTagger", "user_config": {"max_in_flight": 8}}
+    assert config["applications"][0]["deployments"][1]["user_config"]["allowed_networks"] == [
+        "10.1.0.0/16"
+    ]
+    with pytest.raises(ValueError):
+        apply_allowed_networks(config, ["not-a-cidr"])
