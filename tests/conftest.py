@@ -1,0 +1,27 @@
+"""Shared fixtures. Loaded models are session-scoped: each is built and warmed once per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weight cache private to this test session (never the user's ~/.cache)."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def lite0_classifier(model_cache_dir: Path):
+    from imagetagger.models import load_classifier  # imports Keras: only when a test needs it
+
+    return load_classifier("efficientnet_lite0", cache_dir=model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def lite2_classifier(model_cache_dir: Path):
+    from imagetagger.models import load_classifier
+
+    return load_classifier("efficientnet_lite2", cache_dir=model_cache_dir)
