@@ -33,6 +33,10 @@ format: $(TEST_STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Serve app vs bare pipeline vs naive server; `make bench BENCH_ARGS=--quick` for a short run.
+bench: $(TEST_STAMP)
+	$(BIN)/python -m benchmarks.bench_service $(BENCH_ARGS)
+
 # Regenerate spec.serveConfigV2 of configs/kuberay/rayservice.yaml from configs/serve_gpu.yaml.
 kuberay: $(STAMP)
 	$(BIN)/python scripts/make_kuberay.py
