@@ -81,6 +81,7 @@ OVERLOADED = (503, "Overloaded", "The service is overloaded; retry later.")
 # live `max_upload_bytes` of user_config is checked on the file itself, below these.
 MAX_UPLOAD_BODY_BYTES = 64 * 2**20
 MAX_BATCH_BODY_BYTES = 1 * 2**20
+BATCH_DEADLINE_GRACE_S = 1.0
 
 app = FastAPI(
     title="Image Tagger",
@@ -115,6 +116,9 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == ImageTooLarge.status_code:  # FastAPI's request body limit
         return _error_response(413, ImageTooLarge.error_type, ImageTooLarge.default_detail)
+    if exc.status_code == 400:  # a body Starlette cannot parse (bad JSON bytes, multipart)
+        issue = {"loc": ["body"], "message": str(exc.detail), "type": "body_parsing"}
+        return _error_response(422, "ValidationError", [issue])
     error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
     response = _error_response(exc.status_code, error_type, exc.detail)
     response.headers.update(exc.headers or {})
@@ -303,8 +307,12 @@ class ImageTagger:
                 return BatchItemError(url=url, error=error.to_dict())
             return PredictionResponse(url=url, predictions=predictions)
 
+        # Each item has its own deadline; the whole request gets a little longer, so
+        # a hung URL fails only its own item.
         results = await self._admit(
-            lambda: asyncio.gather(*(one(u) for u in body.urls)), cost=len(body.urls)
+            lambda: asyncio.gather(*(one(u) for u in body.urls)),
+            cost=len(body.urls),
+            grace_s=BATCH_DEADLINE_GRACE_S,
         )
         return BatchResponse(results=results)
 
@@ -332,28 +340,43 @@ class ImageTagger:
             return result
         except Exception as exc:
             error = as_domain_error(exc)
-            outcome = error.error_type if error else outcome
-            raise
+            if error is None:
+                raise
+            outcome = error.error_type
+            # Raise the domain error itself: Serve installs its own FastAPI handlers for
+            # BackPressureError and friends, which would answer in plain text.
+            raise error from exc
         finally:
             ingress_metrics().images.inc(tags={"outcome": outcome})
 
-    async def _admit(self, work: Callable[[], Awaitable[Any]], cost: int = 1) -> Any:
+    async def _admit(
+        self, work: Callable[[], Awaitable[Any]], cost: int = 1, grace_s: float = 0.0
+    ) -> Any:
         """Run ``work`` unless this replica is already at ``max_in_flight`` images (503)."""
         if self._in_flight + cost > self._settings.max_in_flight:
             ingress_metrics().images.inc(cost, tags={"outcome": Overloaded.error_type})
             raise Overloaded()
         self._in_flight += cost
         try:
-            return await self._with_deadline(work())
+            return await self._with_deadline(work(), grace_s)
         finally:
             self._in_flight -= cost
 
-    async def _with_deadline(self, work: Awaitable[Any]) -> Any:
+    async def _with_deadline(self, work: Awaitable[Any], grace_s: float = 0.0) -> Any:
         try:
-            async with asyncio.timeout(self._settings.request_timeout_s):
+            async with asyncio.timeout(self._settings.request_timeout_s + grace_s):
                 return await work
         except TimeoutError:
             raise Overloaded("The request took too long; retry later.") from None
+        except ImageTaggerError:
+            raise
+        except Exception as exc:
+            # Every route passes here: turn Ray/Serve failures into domain errors before
+            # Serve's own FastAPI handlers (plain text) can answer them.
+            error = as_domain_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def _read_upload(self, file: UploadFile) -> bytes:
         limit = self._settings.max_upload_bytes

@@ -1,0 +1,174 @@
+"""Replica faults under load: a replica killed mid-request costs answers, never hangs.
+
+A Downloader or ModelDeployment replica of the main app is killed (``ray.kill``,
+as an OOM kill or a lost node would) while 16 clients keep requests in flight
+through it. Every request must still get an answer in bounded time: 200, or the
+contract's JSON error (Serve/Ray errors about dead replicas are mapped to 503
+Overloaded by ``deployments.errors``); some in-flight request must have been hit.
+Serve's controller notices the dead replica and starts a new one; the test waits
+until the app is fully RUNNING again and serving, and requests sent after that must
+all succeed, so the tests after it see the service as the session deployed it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import servers
+from tests.service.conftest import IMAGE_HOST, Service
+
+APP = "imagetagger"
+IN_FLIGHT = 16
+SLOW_IMAGE_S = 2.0
+LOAD_BEFORE_KILL_S = 3.0  # past the first answers: the load is steady when the kill comes
+LOAD_AFTER_RECOVERY_S = 3.0
+# Ingress deadline (30 s in serve_config.yaml) plus slack: later than this is a hang.
+ANSWER_BOUND_S = 45.0
+RECOVERY_TIMEOUT_S = 120.0
+CHELSEA = Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg"
+CATS = {"tabby", "tiger_cat", "Egyptian_cat"}
+
+
+@pytest.fixture(scope="module")
+def slow_images() -> Iterator[servers.LoopbackServer]:
+    chelsea = CHELSEA.read_bytes()
+    routes = {
+        "/chelsea.jpg": servers.respond(chelsea, "image/jpeg"),
+        "/slow.jpg": servers.delayed(servers.respond(chelsea, "image/jpeg"), SLOW_IMAGE_S),
+    }
+    with servers.LoopbackServer(IMAGE_HOST, routes) as images:
+        yield images
+
+
+def replica_actor_names(deployment: str) -> list[str]:
+    """Names of the live replica actors of ``deployment`` in the main app."""
+    import ray
+
+    prefix = f"SERVE_REPLICA::{APP}#{deployment}#"
+    return sorted(
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == "serve" and actor["name"].startswith(prefix)
+    )
+
+
+def kill_one_replica(deployment: str) -> str:
+    import ray
+
+    names = replica_actor_names(deployment)
+    assert names, f"no {deployment} replica to kill"
+    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+    return names[0]
+
+
+def fully_running() -> bool:
+    """The app RUNNING, each deployment HEALTHY with only RUNNING replicas."""
+    from ray import serve
+
+    status = serve.status().applications.get(APP)
+    if status is None or status.status != "RUNNING":
+        return False
+    return all(
+        deployment.status == "HEALTHY" and set(deployment.replica_states) == {"RUNNING"}
+        for deployment in status.deployments.values()
+    )
+
+
+def wait_until_recovered(service: Service, images: servers.LoopbackServer) -> float:
+    """Seconds until the app is fully running again and tags a photo; fails past the bound."""
+    started = time.monotonic()
+    last = "nothing yet"
+    while time.monotonic() - started < RECOVERY_TIMEOUT_S:
+        if fully_running():
+            try:
+                response = service.predict(images.url("/chelsea.jpg"))
+            except requests.RequestException as exc:
+                last = repr(exc)
+            else:
+                if response.status_code == 200:
+                    return time.monotonic() - started
+                last = f"{response.status_code} {response.text}"
+        time.sleep(1)
+    raise AssertionError(f"{APP} did not recover in {RECOVERY_TIMEOUT_S}s; last answer: {last}")
+
+
+def assert_answer_or_json_503(response: requests.Response) -> None:
+    """200 with a cat, or the contract's JSON 503: nothing else, never plain text."""
+    if response.status_code == 200:
+        assert response.json()["predictions"][0]["label"] in CATS, response.text
+        return
+    assert response.status_code == 503, (response.status_code, response.text)
+    assert response.headers.get("content-type") == "application/json", (
+        response.headers,
+        response.text,
+    )
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "detail"}, body
+    assert body["error"]["type"] == "Overloaded", body
+
+
+@dataclass(frozen=True)
+class Answer:
+    response: requests.Response
+    sent: float
+    done: float
+
+
+def keep_requesting(service: Service, url: str, stop: threading.Event) -> list[Answer]:
+    """One client: request after request until ``stop``, each bounded by a timeout."""
+    answers = []
+    while not stop.is_set():
+        sent = time.monotonic()
+        response = requests.get(
+            service.base_url + "/predictions", params={"url": url}, timeout=ANSWER_BOUND_S + 15
+        )
+        answers.append(Answer(response, sent, time.monotonic()))
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("deployment", "image"),
+    [
+        # A slow origin keeps every request inside the Downloader when it dies.
+        ("Downloader", "/slow.jpg"),
+        # A fast one keeps the model busy, so requests are queued in its replica.
+        ("ModelDeployment", "/chelsea.jpg"),
+    ],
+)
+def test_replica_killed_under_load(
+    service: Service, slow_images: servers.LoopbackServer, deployment: str, image: str
+) -> None:
+    wait_until_recovered(service, slow_images)  # start from a fully running app
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+        clients = [
+            pool.submit(keep_requesting, service, slow_images.url(image), stop)
+            for _ in range(IN_FLIGHT)
+        ]
+        try:
+            time.sleep(LOAD_BEFORE_KILL_S)
+            killed_at = time.monotonic()
+            killed = kill_one_replica(deployment)
+            wait_until_recovered(service, slow_images)
+            recovered_at = time.monotonic()
+            time.sleep(LOAD_AFTER_RECOVERY_S)
+        finally:
+            stop.set()
+        answers = [answer for client in clients for answer in client.result()]
+
+    for answer in answers:
+        assert answer.done - answer.sent < ANSWER_BOUND_S, f"{answer.done - answer.sent:.1f}s"
+        assert_answer_or_json_503(answer.response)
+    hit = [a for a in answers if a.sent < killed_at < a.done and a.response.status_code != 200]
+    assert hit, f"killing {killed} cost no in-flight request"
+    after = [a.response.status_code for a in answers if a.sent > recovered_at]
+    assert after and set(after) == {200}, after
+    assert killed not in replica_actor_names(deployment)
