@@ -10,7 +10,6 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-import images as corpus
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +23,7 @@ from imagetagger.images import (
     decode_image,
     prepare_image,
 )
+from tests import images as corpus
 
 PHOTO = corpus.photo()
 PHOTO_HEIGHT, PHOTO_WIDTH = PHOTO.shape[:2]
