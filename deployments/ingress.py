@@ -11,10 +11,8 @@ through one of the exception handlers at the bottom, in the contract's error sha
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -23,12 +21,11 @@ from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.errors import as_domain_error
 from deployments.metrics import ingress_metrics
+from deployments.middleware import RequestMiddleware, json_error
 from imagetagger import __version__
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
 from imagetagger.schemas import (
@@ -99,28 +96,24 @@ def _domain_error_or_raise(exc: Exception) -> ImageTaggerError:
     return error
 
 
-def _error_response(status: int, error_type: str, detail: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content=error_example(error_type, detail))
-
-
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     issues = [
         {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
         for error in exc.errors()
     ]
-    return _error_response(422, "ValidationError", issues)
+    return json_error(422, "ValidationError", issues)
 
 
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == ImageTooLarge.status_code:  # FastAPI's request body limit
-        return _error_response(413, ImageTooLarge.error_type, ImageTooLarge.default_detail)
+        return json_error(413, ImageTooLarge.error_type, ImageTooLarge.default_detail)
     if exc.status_code == 400:  # a body Starlette cannot parse (bad JSON bytes, multipart)
         issue = {"loc": ["body"], "message": str(exc.detail), "type": "body_parsing"}
-        return _error_response(422, "ValidationError", [issue])
+        return json_error(422, "ValidationError", [issue])
     error_type = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-    response = _error_response(exc.status_code, error_type, exc.detail)
+    response = json_error(exc.status_code, error_type, exc.detail)
     response.headers.update(exc.headers or {})
     return response
 
@@ -129,100 +122,16 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     """Client-caused and capacity errors, raised here or in a downstream replica."""
     error = as_domain_error(exc)
     if error is not None:
-        return _error_response(error.status_code, error.error_type, error.detail)
+        return json_error(error.status_code, error.error_type, error.detail)
     logger.error("Unexpected error on %s %s: %r", request.method, request.url.path, exc)
-    return _error_response(500, "InternalError", "Internal error.")
+    return json_error(500, "InternalError", "Internal error.")
 
 
 for _error_class in (ImageTaggerError, RayError, RayServeException):
     app.add_exception_handler(_error_class, _domain_error)
 
 
-class UnexpectedErrorMiddleware:
-    """Answer a bug with a JSON 500 (no stack trace), and log the traceback here.
-
-    A handler for ``Exception`` would not do: Starlette re-raises after it runs, and
-    the Serve proxy then replaces the answer with a plain-text 500.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking)
-        except Exception:
-            logger.exception("Unexpected error on %s %s", scope["method"], scope["path"])
-            if not started:
-                response = _error_response(500, "InternalError", "Internal error.")
-                await response(scope, receive, send)
-
-
-class RequestLogMiddleware:
-    """One structured log line and one counter increment per HTTP request.
-
-    The Serve proxy accepts a client's ``X-Request-ID`` (or makes one), passes it in
-    the request headers and returns it in the response; the line carries it, so one
-    request can be followed through the proxy, ingress and replica logs.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking)
-        finally:
-            headers = Headers(scope=scope)
-            route = scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
-            logger.info(
-                "request_id=%s method=%s route=%s status=%d duration_ms=%.1f url_host=%s",
-                headers.get("x-request-id", "-"),
-                scope["method"],
-                route_path,
-                status,
-                (time.perf_counter() - started) * 1000,
-                _url_host(scope.get("query_string", b"")),
-            )
-            ingress_metrics().requests.inc(tags={"route": route_path, "status": str(status)})
-
-
-def _url_host(query_string: bytes) -> str:
-    """Host of the ``url`` query parameter (never the full URL: it may hold secrets)."""
-    values = parse_qs(query_string.decode("latin-1")).get("url")
-    if not values:
-        return "-"
-    try:
-        return urlsplit(values[0]).hostname or "-"
-    except ValueError:
-        return "-"
-
-
-app.add_middleware(UnexpectedErrorMiddleware)
-app.add_middleware(RequestLogMiddleware)  # added last = outermost: sees every answer
+app.add_middleware(RequestMiddleware)
 
 
 # Serve pickles the ingress class (and the FastAPI app with it) when the class is

@@ -1,0 +1,86 @@
+"""The ingress's outermost ASGI layer: one log line, one metric and never a bare 500.
+
+A pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``) so it adds no task or
+copy per request.
+"""
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deployments.metrics import ingress_metrics
+from imagetagger.schemas import error_example
+
+logger = logging.getLogger("ray.serve")
+
+
+def json_error(status: int, error_type: str, detail: Any) -> JSONResponse:
+    """An answer in the contract's error shape."""
+    return JSONResponse(status_code=status, content=error_example(error_type, detail))
+
+
+class RequestMiddleware:
+    """Log and count every HTTP request; answer a bug with a JSON 500, no stack trace.
+
+    The Serve proxy accepts a client's ``X-Request-ID`` (or makes one), passes it in the
+    request headers and returns it in the response; the log line carries it, so one
+    request can be followed through the proxy and replica logs. A FastAPI handler for
+    ``Exception`` would not do for bugs: Starlette re-raises after it runs, and the
+    Serve proxy then replaces the answer with a plain-text 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            logger.exception("Unexpected error on %s %s", scope["method"], scope["path"])
+            if status is None:
+                status = 500
+                await json_error(500, "InternalError", "Internal error.")(scope, receive, send)
+        finally:
+            self._record(scope, status or 500, time.perf_counter() - started)
+
+    @staticmethod
+    def _record(scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")  # bounded label values
+        logger.info(
+            "request_id=%s method=%s route=%s status=%d duration_ms=%.1f url_host=%s",
+            Headers(scope=scope).get("x-request-id", "-"),
+            scope["method"],
+            route,
+            status,
+            seconds * 1000,
+            _url_host(scope.get("query_string", b"")),
+        )
+        ingress_metrics().requests.inc(tags={"route": route, "status": str(status)})
+
+
+def _url_host(query_string: bytes) -> str:
+    """Host of the ``url`` query parameter (never the full URL: it may hold secrets)."""
+    values = parse_qs(query_string.decode("latin-1")).get("url")
+    if not values:
+        return "-"
+    try:
+        return urlsplit(values[0]).hostname or "-"
+    except ValueError:
+        return "-"
