@@ -23,6 +23,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     IMAGETAGGER_CACHE_DIR=/opt/imagetagger/cache \
     KERAS_HOME=/opt/imagetagger/cache/keras \
     IMAGETAGGER_MODEL=${MODEL} \
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
+    RAY_SERVE_USE_GRPC_BY_DEFAULT=0 \
     PORT=8000
 
 # tini is PID 1: it reaps the processes Ray leaves behind and passes signals on to the

@@ -253,7 +253,13 @@ def run_service(model: str, config_source: Path, workdir: Path) -> Iterator[Runn
     config_path.write_text(yaml.safe_dump(service_config(config_source, model=model, port=port)))
     ray_tmp = Path(tempfile.mkdtemp(prefix="itb-", dir="/tmp"))  # short: Ray's socket paths
     serve_bin = Path(sys.executable).with_name("serve")
-    env = {"RAY_ADDRESS": "local", "RAY_TMPDIR": str(ray_tmp)}
+    # As `make run` starts it: throughput mode for the proxy and controller as well.
+    env = {
+        "RAY_ADDRESS": "local",
+        "RAY_TMPDIR": str(ray_tmp),
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_USE_GRPC_BY_DEFAULT": "0",
+    }
     try:
         with _server_process(
             "service", [str(serve_bin), "run", str(config_path)], port, workdir, env

@@ -43,7 +43,13 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_batch_size: int = Field(default=16, ge=1, le=512)
-    batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=1.0)
+    batch_wait_timeout_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="How long a batch waits to fill. 0: take what is queued, so batches "
+        "form while the previous one runs (best on CPU).",
+    )
 
 
 class IngressSettings(BaseModel):
