@@ -23,9 +23,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     IMAGETAGGER_CACHE_DIR=/opt/imagetagger/cache \
     KERAS_HOME=/opt/imagetagger/cache/keras \
     IMAGETAGGER_MODEL=${MODEL} \
-    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
-    RAY_SERVE_USE_GRPC_BY_DEFAULT=0 \
     PORT=8000
+
+# Ray's high-throughput serving mode, for `imagetagger serve` and for the `ray start`
+# KubeRay runs in this image: the values of imagetagger/serving_env.py (a test checks).
+ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
+    RAY_SERVE_ENABLE_HA_PROXY=1 \
+    RAY_SERVE_HAPROXY_NBTHREAD=1 \
+    RAY_SERVE_HAPROXY_METRICS_ENABLED=0 \
+    RAY_max_direct_call_object_size=1048576
 
 # tini is PID 1: it reaps the processes Ray leaves behind and passes signals on to the
 # CLI. wget is what KubeRay's readiness and liveness probes run inside Ray pods.
@@ -55,8 +61,9 @@ RUN pip install --no-cache-dir --no-deps .
 USER 1000:1000
 
 # Convert (EfficientNet-Lite) or download (efficientnet_b3: Keras 'imagenet') the
-# weights now, so a replica starts with no network and no conversion.
-RUN python -c "from imagetagger.tfconfig import configure_tensorflow; configure_tensorflow(); from imagetagger.models.loader import load_classifier; load_classifier('${MODEL}')"
+# weights now, and convert them to the LiteRT flatbuffer, so a replica on either runtime
+# starts with no network and no conversion.
+RUN python -c "from imagetagger.models.runtimes import RuntimeOptions, load_model; [load_model('${MODEL}', RuntimeOptions(runtime=r)) for r in ('tensorflow', 'litert')]"
 
 COPY serve_config.yaml ./
 COPY configs ./configs

@@ -19,10 +19,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
-# Serve's throughput mode for the proxy and controller too; serve_config.yaml sets
-# it (and why gRPC stays off) for the replicas.
+# `serve run serve_config.yaml` in Ray's high-throughput serving mode (HAProxy ingress):
+# `imagetagger serve` sets its environment (imagetagger/serving_env.py).
 run: $(STAMP)
-	RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_USE_GRPC_BY_DEFAULT=0 $(BIN)/serve run serve_config.yaml
+	$(BIN)/imagetagger serve --config serve_config.yaml
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

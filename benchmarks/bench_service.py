@@ -2,18 +2,24 @@
 
 For each model, one run measures:
 
-a. the bare pipeline in-process: model images/s at its best batch size on decoded
-   inputs, single-image latency, and decode + crop time per photo (mean over the photo
-   set); the serial ceiling is ``1 / (1 / model_img_s + decode_s_per_photo)`` req/s;
+a. the bare pipeline in-process, in TensorFlow (its best batch size) and in the served
+   runtime (the serve config's runtime args, as many threads as it has interpreters):
+   model images/s on decoded inputs, single-image latency, and decode + crop time per
+   photo (mean over the photo set); each ceiling is
+   ``1 / (1 / model_img_s + decode_s_per_photo)`` req/s;
 b. the Serve app (``serve run`` of a temporary copy of ``serve_config.yaml`` with the
-   model, a free loopback port and ``allowed_networks: ["127.0.0.1/32"]``) under
-   closed-loop load at each concurrency: req/s, p50/p95/p99, errors;
-c. ``naive_server.py`` (one uvicorn process, batch-1 inference) under the same load;
-d. memory of each as PSS summed over all its processes (the whole Ray tree for Serve).
+   model, a free loopback port and ``allowed_networks: ["127.0.0.1/32"]``, in the
+   serving environment ``imagetagger serve`` gives it) under closed-loop load at each
+   concurrency: req/s, p50/p95/p99, errors;
+c. ``naive_server.py`` (one uvicorn process, TensorFlow batch-1 inference) under the
+   same load;
+d. memory of each as PSS summed over all its processes (the whole Ray tree for Serve),
+   and CPU milliseconds per request of each process (``/proc/PID/stat``), by role.
 
 The photo set (``photos.py``) is served from 127.0.0.1; requests cycle through it.
 Only one server runs at a time. Results are printed as markdown and written to
-``benchmarks/results/<date>-<model>[-quick].{md,json}``.
+``benchmarks/results/<date>-<model>[-quick].{md,json,png}`` (the plot: req/s and p50
+against concurrency).
 
 Usage::
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import gc
 import json
@@ -44,7 +51,13 @@ from typing import Any
 
 import yaml
 
-from benchmarks.model_throughput import format_machine, machine_info, time_model, time_prepare
+from benchmarks.model_throughput import (
+    concurrent_images_per_s,
+    format_machine,
+    machine_info,
+    time_model,
+    time_prepare,
+)
 from benchmarks.photos import (
     LOOPBACK,
     Photo,
@@ -54,6 +67,8 @@ from benchmarks.photos import (
     wait_until_ok,
 )
 from benchmarks.serve_smoke import LoadResult, format_result, prediction_url, run_load
+from imagetagger.models.runtimes import RuntimeOptions
+from imagetagger.serving_env import SERVING_ENV, isolated_haproxy_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -61,12 +76,13 @@ DEFAULT_MODELS = ("efficientnet_lite2", "efficientnet_lite0")
 MARKER = "IMAGETAGGER_BENCH_RUN"  # environment variable that tags every process we start
 GIB = 2**30
 
-# Targets printed next to the figures.
-CEILING_FRACTION = 0.8  # service req/s at c=32 >= 0.8 x bare ceiling
-NAIVE_FACTOR = 2.0  # service req/s at c=32 >= 2 x naive
-LATENCY_SLACK_MS = 15.0  # service p50 at c=1 <= bare batch-1 inference + decode + 15 ms
-PSS_LIMIT_BYTES = 3 * GIB
+# Targets printed next to the figures (issue 9).
+CEILING_FRACTION = 0.8  # service req/s at c=32 >= 0.8 x the bare TensorFlow ceiling
+NAIVE_FACTOR = 1.2  # service req/s at c=32 >= 1.2 x naive
+LATENCY_SLACK_MS = 5.0  # service p50 at c=1 <= naive p50 at c=1 + 5 ms
+PSS_LIMIT_BYTES = int(1.5 * GIB)
 TARGET_CONCURRENCY = 32
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,54 @@ def memory_snapshot(token: str) -> dict[str, Any]:
         "processes": len(processes),
         "top": processes[:12],
     }
+
+
+def process_role(pid: int) -> str:
+    """What a process is, for the CPU table: a Serve deployment, a Ray daemon, HAProxy."""
+    try:
+        argv = _read_proc(pid, "cmdline").split(b"\0")
+    except OSError:
+        return "?"
+    title = argv[0].decode(errors="replace")
+    if title.startswith("ray::"):  # Ray's worker processes retitle themselves
+        title = title.removeprefix("ray::").split()[0]
+        return title.rsplit(":", 1)[-1] if title.startswith("ServeReplica") else title
+    name = Path(title).name
+    if name.startswith("python") and len(argv) > 1:
+        if argv[1] in (b"-c", b"-m"):
+            return f"{name} {argv[1].decode()} {argv[2].decode()[:24] if argv[1] == b'-m' else ''}"
+        script = next((a.decode() for a in argv[1:] if a and not a.startswith(b"-")), name)
+        return Path(script).name
+    return name
+
+
+def cpu_seconds(token: str) -> dict[int, tuple[str, float]]:
+    """User + system CPU seconds so far of every process of one server, with its role."""
+    found = {}
+    for pid in marked_pids(token):
+        try:
+            fields = _read_proc(pid, "stat").rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+        found[pid] = (process_role(pid), (utime + stime) / CLOCK_TICKS)
+    return found
+
+
+def cpu_ms_per_request(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], requests: int
+) -> dict[str, float]:
+    """CPU milliseconds per answered request, by role (processes of one role summed)."""
+    by_role: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        spent = seconds - before.get(pid, (role, 0.0))[1]
+        by_role[role] = by_role.get(role, 0.0) + spent
+    per_request = {
+        role: round(1000 * spent / max(requests, 1), 2)
+        for role, spent in sorted(by_role.items(), key=lambda item: -item[1])
+        if spent > 0
+    }
+    return per_request
 
 
 def _wait_gone(token: str, timeout_s: float) -> list[int]:
@@ -246,19 +310,24 @@ def service_config(source: Path, *, model: str, port: int) -> dict[str, Any]:
 
 
 @contextmanager
-def run_service(model: str, config_source: Path, workdir: Path) -> Iterator[RunningServer]:
+def run_service(
+    model: str, config_source: Path, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
     """``serve run`` on a private, new local Ray instance (never an existing cluster)."""
     port = free_port()
     config_path = workdir / f"serve-{model}.yaml"
     config_path.write_text(yaml.safe_dump(service_config(config_source, model=model, port=port)))
     ray_tmp = Path(tempfile.mkdtemp(prefix="itb-", dir="/tmp"))  # short: Ray's socket paths
     serve_bin = Path(sys.executable).with_name("serve")
-    # As `make run` starts it: throughput mode for the proxy and controller as well.
+    # As `make run` (imagetagger serve) starts it, with HAProxy's files kept private.
+    haproxy_dir = ray_tmp / "haproxy"
+    haproxy_dir.mkdir()
     env = {
+        **SERVING_ENV,
+        **isolated_haproxy_env(str(haproxy_dir), free_port()),
         "RAY_ADDRESS": "local",
         "RAY_TMPDIR": str(ray_tmp),
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_USE_GRPC_BY_DEFAULT": "0",
+        **(extra_env or {}),
     }
     try:
         with _server_process(
@@ -281,16 +350,40 @@ def run_naive(model: str, workdir: Path) -> Iterator[RunningServer]:
 # --------------------------------------------------------------------------- measurements
 
 
-def measure_bare(model: str, photos: Sequence[Photo], settings: Settings) -> dict[str, Any]:
-    """Model images/s on decoded inputs, batch-1 latency, and decode + crop per photo."""
-    from imagetagger.models import load_classifier
+def served_runtime(config_source: Path) -> RuntimeOptions:
+    """The runtime options the serve config's application args ask for."""
+    from deployments.app import AppArgs
 
-    classifier = load_classifier(model)
+    config = yaml.safe_load(config_source.read_text())
+    return AppArgs.model_validate(config["applications"][0].get("args") or {}).runtime_options()
+
+
+def measure_bare(
+    model: str, options: RuntimeOptions, photos: Sequence[Photo], settings: Settings
+) -> dict[str, Any]:
+    """Model images/s on decoded inputs, batch-1 latency, and decode + crop per photo.
+
+    TensorFlow runs one call at a time at each batch size (the best is kept); LiteRT
+    runs batch 1 from as many threads as the options have interpreters, as served.
+    """
+    from imagetagger.models.runtimes import load_model
+
+    classifier = load_model(model, options)
     spec = classifier.spec
-    timings = [
-        time_model(classifier, b, min_time_s=settings.model_seconds, max_iterations=500)
-        for b in sorted({1, *settings.batch_sizes})  # batch 1 gives the latency target
-    ]
+    batch1 = time_model(classifier, 1, min_time_s=settings.model_seconds, max_iterations=500)
+    if options.runtime == "litert":
+        workers = options.interpreters
+        batches = {
+            1: concurrent_images_per_s(classifier, 1, workers, min_time_s=settings.model_seconds)
+        }
+    else:
+        workers = 1
+        batches = {1: batch1.images_per_s} | {
+            b: time_model(
+                classifier, b, min_time_s=settings.model_seconds, max_iterations=500
+            ).images_per_s
+            for b in sorted(set(settings.batch_sizes) - {1})
+        }
     decode_s = [
         time_prepare(p.data, spec.input_size, spec.crop_padding, repeats=settings.prepare_repeats)
         for p in photos
@@ -298,18 +391,21 @@ def measure_bare(model: str, photos: Sequence[Photo], settings: Settings) -> dic
     del classifier
     gc.collect()
 
-    best = max(timings, key=lambda t: t.images_per_s)
-    batch1_s = next(t.median_s for t in timings if t.batch_size == 1)
+    best_batch = max(batches, key=lambda b: batches[b])
+    model_img_s = batches[best_batch]
     decode_mean_s = statistics.fmean(decode_s)
     return {
+        "runtime": options.runtime,
+        "options": dataclasses.asdict(options),
+        "workers": workers,
         "input_size": spec.input_size,
-        "batches": {t.batch_size: round(t.images_per_s, 2) for t in timings},
-        "best_batch": best.batch_size,
-        "model_img_s": round(best.images_per_s, 2),
-        "batch1_ms": round(1000 * batch1_s, 2),
+        "batches": {b: round(rate, 2) for b, rate in batches.items()},
+        "best_batch": best_batch,
+        "model_img_s": round(model_img_s, 2),
+        "batch1_ms": round(1000 * batch1.median_s, 2),
         "decode_ms_mean": round(1000 * decode_mean_s, 2),
         "decode_ms": {p.name: round(1000 * s, 2) for p, s in zip(photos, decode_s, strict=True)},
-        "ceiling_req_s": round(1.0 / (1.0 / best.images_per_s + decode_mean_s), 2),
+        "ceiling_req_s": round(1.0 / (1.0 / model_img_s + decode_mean_s), 2),
     }
 
 
@@ -344,6 +440,7 @@ def measure_load(
                     top=settings.top,
                 )
             )
+        cpu_before, own_before = cpu_seconds(server.token), os.times()
         result: LoadResult = asyncio.run(
             run_load(
                 server.base_url,
@@ -353,8 +450,13 @@ def measure_load(
                 top=settings.top,
             )
         )
+        cpu_after, own_after = cpu_seconds(server.token), os.times()
         print(f"  {server.name} {format_result(result)}", flush=True)
-        levels.append(result.summary())
+        level = result.summary()
+        level["cpu_ms_per_request"] = cpu_ms_per_request(cpu_before, cpu_after, result.ok)
+        own_s = sum(own_after[:2]) - sum(own_before[:2])
+        level["load_generator_cpu_ms_per_request"] = round(1000 * own_s / max(result.ok, 1), 2)
+        levels.append(level)
         memory.append(memory_snapshot(server.token))
     peak = max(memory, key=lambda m: m["pss_bytes"])
     return {"levels": levels, "memory": peak}
@@ -373,54 +475,68 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def evaluate_targets(
-    bare: dict[str, Any], service: dict[str, Any] | None, naive: dict[str, Any] | None
-) -> list[dict[str, Any]]:
-    """The four targets, each with its verdict and the numbers behind it."""
-    s32 = _level(service, TARGET_CONCURRENCY)
-    n32 = _level(naive, TARGET_CONCURRENCY)
-    s1 = _level(service, 1)
-    targets = []
+def _target(label: str, value: float | None, threshold: float | None, ok: bool | None):
+    return {
+        "target": label,
+        "value": None if value is None else round(value, 3),
+        "threshold": None if threshold is None else round(threshold, 3),
+        "verdict": _verdict(ok),
+    }
 
-    need = CEILING_FRACTION * bare["ceiling_req_s"]
+
+def evaluate_targets(
+    bare_tf: dict[str, Any],
+    bare_served: dict[str, Any],
+    service: dict[str, Any] | None,
+    naive: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """The targets of issue 9, each with its verdict and the numbers behind it."""
+    c = TARGET_CONCURRENCY
+    s32, n32 = _level(service, c), _level(naive, c)
+    s1, n1 = _level(service, 1), _level(naive, 1)
     got = s32["req_per_s"] if s32 else None
-    targets.append(
-        {
-            "target": f"service req/s at c={TARGET_CONCURRENCY} >= {CEILING_FRACTION} x ceiling",
-            "value": got,
-            "threshold": round(need, 2),
-            "verdict": _verdict(None if got is None else got >= need),
-        }
-    )
-    need = NAIVE_FACTOR * n32["req_per_s"] if n32 else None
-    targets.append(
-        {
-            "target": f"service req/s at c={TARGET_CONCURRENCY} >= {NAIVE_FACTOR} x naive",
-            "value": got,
-            "threshold": None if need is None else round(need, 2),
-            "verdict": _verdict(None if got is None or need is None else got >= need),
-        }
-    )
-    need = bare["batch1_ms"] + bare["decode_ms_mean"] + LATENCY_SLACK_MS
+
+    def at_least(need: float | None) -> bool | None:
+        return None if got is None or need is None else got >= need
+
+    need_naive = NAIVE_FACTOR * n32["req_per_s"] if n32 else None
+    need_tf = CEILING_FRACTION * bare_tf["ceiling_req_s"]
     p50 = s1["p50_ms"] if s1 else None
-    targets.append(
-        {
-            "target": f"service p50 at c=1 <= batch-1 inference + decode + {LATENCY_SLACK_MS:g} ms",
-            "value": p50,
-            "threshold": round(need, 1),
-            "verdict": _verdict(None if p50 is None else p50 <= need),
-        }
-    )
-    pss = service["memory"]["pss_bytes"] if service else None
-    targets.append(
-        {
-            "target": f"service PSS <= {PSS_LIMIT_BYTES / GIB:g} GiB",
-            "value": None if pss is None else round(pss / GIB, 3),
-            "threshold": PSS_LIMIT_BYTES / GIB,
-            "verdict": _verdict(None if pss is None else pss <= PSS_LIMIT_BYTES),
-        }
-    )
-    return targets
+    need_p50 = n1["p50_ms"] + LATENCY_SLACK_MS if n1 else None
+    pss = service["memory"]["pss_bytes"] / GIB if service else None
+    served = bare_served["runtime"]
+    return [
+        _target(
+            f"service req/s at c={c} >= {NAIVE_FACTOR} x naive",
+            got,
+            need_naive,
+            at_least(need_naive),
+        ),
+        _target(
+            f"service req/s at c={c} >= {CEILING_FRACTION} x bare tensorflow ceiling",
+            got,
+            need_tf,
+            at_least(need_tf),
+        ),
+        _target(
+            f"service p50 at c=1 <= naive p50 at c=1 + {LATENCY_SLACK_MS:g} ms",
+            p50,
+            need_p50,
+            None if p50 is None or need_p50 is None else p50 <= need_p50,
+        ),
+        _target(
+            f"service PSS <= {PSS_LIMIT_BYTES / GIB:g} GiB",
+            pss,
+            PSS_LIMIT_BYTES / GIB,
+            None if pss is None else pss <= PSS_LIMIT_BYTES / GIB,
+        ),
+        _target(
+            f"(report) service req/s at c={c} / bare {served} ceiling",
+            None if got is None else got / bare_served["ceiling_req_s"],
+            None,
+            None,
+        ),
+    ]
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
@@ -431,21 +547,60 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or not b else f"{a / b:.2f}"
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    bare, service, naive = report["bare"], report["service"], report["naive"]
-    s = report["settings"]
-    lines = [
-        f"## {report['model']} ({bare['input_size']}x{bare['input_size']}) - {report['date']}"
-        + (" (quick run)" if s["quick"] else ""),
-        "",
-        f"Bare pipeline, in-process: model {bare['model_img_s']:.1f} img/s at batch "
-        f"{bare['best_batch']} (batch 1: {bare['batch1_ms']:.1f} ms); decode + crop "
+def _bare_line(bare: dict[str, Any]) -> str:
+    workers = f", {bare['workers']} threads" if bare["workers"] > 1 else ""
+    return (
+        f"- bare {bare['runtime']}: model {bare['model_img_s']:.1f} img/s at batch "
+        f"{bare['best_batch']}{workers} (batch 1: {bare['batch1_ms']:.1f} ms); decode + crop "
         f"{bare['decode_ms_mean']:.1f} ms per photo (mean of {len(bare['decode_ms'])}); "
-        f"ceiling {bare['ceiling_req_s']:.2f} req/s.",
+        f"ceiling {bare['ceiling_req_s']:.2f} req/s."
+    )
+
+
+def _cpu_table(service: dict[str, Any] | None, naive: dict[str, Any] | None) -> list[str]:
+    """CPU ms per answered request at the target concurrency, per process role."""
+    rows = []
+    for label, measured in (("service", service), ("naive", naive)):
+        level = _level(measured, TARGET_CONCURRENCY)
+        if not level or "cpu_ms_per_request" not in level:
+            continue
+        per_role = level["cpu_ms_per_request"]
+        total = sum(per_role.values())
+        cells = ", ".join(f"{role} {ms:.1f}" for role, ms in per_role.items() if ms >= 0.05)
+        load_ms = level["load_generator_cpu_ms_per_request"]
+        rows.append(f"| {label} | {total:.1f} | {cells} | {load_ms:.1f} |")
+    if not rows:
+        return []
+    return [
+        f"CPU per answered request at c={TARGET_CONCURRENCY} (`/proc/PID/stat`, user + system):",
+        "",
+        "| server | total ms | by process (ms) | load generator + photo server ms |",
+        "|---|---:|---|---:|",
+        *rows,
+        "",
+    ]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    bare_tf, bare_served = report["bare_tensorflow"], report["bare_served"]
+    service, naive = report["service"], report["naive"]
+    s = report["settings"]
+    served = bare_served["runtime"]
+    lines = [
+        f"## {report['model']} ({bare_tf['input_size']}x{bare_tf['input_size']}) - "
+        f"{report['date']}" + (" (quick run)" if s["quick"] else ""),
+        "",
+        "Bare pipeline, in-process:",
+        "",
+        _bare_line(bare_tf),
+    ]
+    if bare_served is not bare_tf:
+        lines.append(_bare_line(bare_served))
+    lines += [
         "",
         "| c | service req/s | p50 ms | p95 ms | p99 ms | errors | naive req/s | p50 ms "
-        "| p95 ms | p99 ms | errors | service/ceiling | service/naive |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| p95 ms | p99 ms | errors | service/naive | service/bare tf | service/bare {served} |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for concurrency in s["concurrencies"]:
         sv, nv = _level(service, concurrency), _level(naive, concurrency)
@@ -459,8 +614,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "-" if level is None else str(level["errors"]),
             ]
         service_rps = sv["req_per_s"] if sv else None
-        cells.append(_ratio(service_rps, bare["ceiling_req_s"]))
         cells.append(_ratio(service_rps, nv["req_per_s"] if nv else None))
+        cells.append(_ratio(service_rps, bare_tf["ceiling_req_s"]))
+        cells.append(_ratio(service_rps, bare_served["ceiling_req_s"]))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for label, measured in (("service", service), ("naive", naive)):
@@ -470,7 +626,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"Memory, {label}: PSS {mem['pss_bytes'] / 2**20:.0f} MiB over "
                 f"{mem['processes']} processes (peak of the samples after each level)."
             )
-    lines += ["", "| target | value | threshold | verdict |", "|---|---:|---:|---|"]
+    lines.append("")
+    lines += _cpu_table(service, naive)
+    lines += ["| target | value | threshold | verdict |", "|---|---:|---:|---|"]
     for target in report["targets"]:
         lines.append(
             f"| {target['target']} | {_fmt(target['value'], '.2f')} | "
@@ -480,11 +638,50 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Load: closed loop, {s['duration_s']:g} s per level after a {s['warmup_s']:g} s "
         f"warm-up, photos round-robin ({report['photos']} photos, 256x256 to 4000x3000), "
-        f"top={s['top']}.",
+        f"top={s['top']}. Served with {s['serve_config']} args: {s['served_options']}.",
         format_machine(report["machine"]),
         "",
     ]
     return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """req/s and p50 against concurrency: service, naive server and both bare ceilings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rate_axes, latency_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, measured, style in (
+        ("service", report["service"], "o-"),
+        ("naive server", report["naive"], "s--"),
+    ):
+        if not measured:
+            continue
+        levels = measured["levels"]
+        concurrency = [lv["concurrency"] for lv in levels]
+        rate_axes.plot(concurrency, [lv["req_per_s"] for lv in levels], style, label=label)
+        latency_axes.plot(concurrency, [lv["p50_ms"] for lv in levels], style, label=label)
+    for key, color in (("bare_tensorflow", "tab:gray"), ("bare_served", "tab:green")):
+        bare = report[key]
+        rate_axes.axhline(
+            bare["ceiling_req_s"],
+            color=color,
+            linestyle=":",
+            label=f"bare {bare['runtime']} ceiling",
+        )
+        if key == "bare_served" and bare is report["bare_tensorflow"]:
+            break
+    rate_axes.set(xscale="log", xlabel="concurrency", ylabel="req/s", ylim=(0, None))
+    latency_axes.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p50 ms")
+    for axes in (rate_axes, latency_axes):
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle(f"{report['model']}, {report['date']}: closed-loop load on loopback")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def write_report(report: dict[str, Any]) -> Path:
@@ -493,6 +690,7 @@ def write_report(report: dict[str, Any]) -> Path:
     stem = RESULTS_DIR / f"{report['date']}-{report['model']}{suffix}"
     stem.with_suffix(".md").write_text(render_markdown(report))
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, stem.with_suffix(".png"))
     return stem.with_suffix(".md")
 
 
@@ -509,9 +707,16 @@ def bench_model(
     with_service: bool,
     with_naive: bool,
 ) -> dict[str, Any]:
-    print(f"[{model}] bare pipeline", flush=True)
-    bare = measure_bare(model, photo_server.photos, settings)
-    print(f"  {json.dumps({k: v for k, v in bare.items() if k != 'decode_ms'})}", flush=True)
+    served = served_runtime(config_source)
+    bare_tf = bare_served = None
+    for options in (RuntimeOptions(runtime="tensorflow"), served):
+        if options.runtime == "tensorflow" and bare_tf is not None:
+            bare_served = bare_tf  # the service runs TensorFlow too
+            continue
+        print(f"[{model}] bare pipeline, {options.runtime}", flush=True)
+        bare = measure_bare(model, options, photo_server.photos, settings)
+        print(f"  {json.dumps({k: v for k, v in bare.items() if k != 'decode_ms'})}", flush=True)
+        bare_tf, bare_served = (bare, bare_served) if bare_tf is None else (bare_tf, bare)
     naive = service = None
     if with_naive:
         print(f"[{model}] naive server", flush=True)
@@ -531,15 +736,19 @@ def bench_model(
             "batch_sizes": list(settings.batch_sizes),
             "top": settings.top,
             "quick": settings.quick,
-            "serve_config": str(config_source),
+            "serve_config": str(config_source.relative_to(ROOT))
+            if config_source.is_relative_to(ROOT)
+            else str(config_source),
+            "served_options": dataclasses.asdict(served),
         },
         "photos": len(photo_server.photos),
         "machine": machine_info(),
-        "bare": bare,
+        "bare_tensorflow": bare_tf,
+        "bare_served": bare_served,
         "service": service,
         "naive": naive,
     }
-    report["targets"] = evaluate_targets(bare, service, naive)
+    report["targets"] = evaluate_targets(bare_tf, bare_served, service, naive)
     return report
 
 

@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,35 @@ def time_model(
         classifier.predict_proba(batch)
         times.append(time.perf_counter() - before)
     return BatchTiming(batch_size, statistics.median(times), len(times))
+
+
+def concurrent_images_per_s(
+    classifier: Any, batch_size: int, workers: int, *, min_time_s: float = 3.0
+) -> float:
+    """Images/s with ``workers`` threads calling ``predict_proba`` back to back.
+
+    How the LiteRT runtime is served: several single-threaded interpreters side by
+    side (``invoke`` releases the GIL). With one worker this is plain throughput.
+    """
+    spec = classifier.spec
+    batch = sample_batch(spec.input_size, batch_size, spec.crop_padding)
+    for _ in range(2 * workers):
+        classifier.predict_proba(batch)
+    done = [0] * workers
+    deadline = time.perf_counter() + min_time_s
+
+    def work(index: int) -> None:
+        while time.perf_counter() < deadline:
+            classifier.predict_proba(batch)
+            done[index] += batch_size
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.perf_counter() - started)
 
 
 def time_prepare(data: bytes, size: int, crop_padding: int = 32, *, repeats: int = 10) -> float:

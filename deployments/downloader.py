@@ -7,7 +7,7 @@ the replica's event loop keeps serving other downloads meanwhile.
 A client-caused failure (bad URL, not an image, too large) is *returned* as an
 :class:`ImageTaggerError` value rather than raised: it is an expected outcome, not a
 replica fault, and raising would make Serve log a traceback for every bad URL. The
-value flows through the ModelDeployment unchanged and the ingress raises it.
+value comes back to the ingress, which answers it without calling the model.
 """
 
 from __future__ import annotations

@@ -497,7 +497,9 @@ def test_predict_file_over_the_size_limit_is_image_too_large(
 
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff" * 1025)
-    monkeypatch.setattr(cli, "DownloaderSettings", lambda: DownloaderSettings(max_image_bytes=1024))
+    monkeypatch.setattr(
+        cli.predict, "DownloaderSettings", lambda: DownloaderSettings(max_image_bytes=1024)
+    )
     out = io.StringIO()
     assert cli.predict_files(lite0, [str(big)], top=None, minconf=None, out=out) == 1
     assert _lines(out.getvalue()) == [

@@ -342,3 +342,14 @@ def test_check_mode_reports_a_stale_manifest(tmp_path: Path) -> None:
         key: _yaml(GPU_CONFIG)[key] for key in ("proxy_location", "logging_config", "applications")
     }
     assert make_kuberay.main([*args, "--check"]) == 0
+
+
+def test_every_ray_container_runs_in_the_serving_mode() -> None:
+    from imagetagger.serving_env import SERVING_ENV
+
+    cluster = _manifest()["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {item["name"]: item["value"] for item in container.get("env", [])}
+            assert {key: env.get(key) for key in SERVING_ENV} == SERVING_ENV, container["name"]

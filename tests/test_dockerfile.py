@@ -118,16 +118,24 @@ def test_runs_as_a_numeric_non_root_user() -> None:
     # Everything after the installs runs as that user, the weight conversion included.
     user_at = _index("USER")
     assert _index("RUN", "pip install --no-cache-dir --no-deps .") < user_at
-    assert _index("RUN", "load_classifier") > user_at
+    assert _index("RUN", "load_model") > user_at
 
 
-def test_weights_are_cached_at_build_time_for_the_chosen_model() -> None:
-    run = INSTRUCTIONS[_index("RUN", "load_classifier")][1]
-    assert "from imagetagger.models.loader import load_classifier" in run
-    assert "load_classifier('${MODEL}')" in run
-    from imagetagger.models.weight_cache import CACHE_DIR_ENV
+def test_both_runtimes_are_cached_at_build_time_for_the_chosen_model() -> None:
+    run = INSTRUCTIONS[_index("RUN", "load_model")][1]
+    assert "from imagetagger.models.runtimes import RuntimeOptions, load_model" in run
+    assert "load_model('${MODEL}', RuntimeOptions(runtime=r))" in run
+    assert "('tensorflow', 'litert')" in run
+    from imagetagger.models.checksums import CACHE_DIR_ENV
 
     assert CACHE_DIR_ENV == "IMAGETAGGER_CACHE_DIR"  # the variable the ENV above sets
+
+
+def test_environment_is_the_serving_mode() -> None:
+    from imagetagger.serving_env import SERVING_ENV
+
+    env = _env()
+    assert {key: env.get(key) for key in SERVING_ENV} == SERVING_ENV
 
 
 def test_every_pip_install_skips_the_cache() -> None:

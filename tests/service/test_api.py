@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests import images
-from tests.service.conftest import ROOT, Service
+from tests.service.conftest import ROOT, TF_APP, TF_PREFIX, Service, tensorflow_service
 
 CATS = {"tabby", "tiger_cat", "Egyptian_cat"}
 ANY_CAT = CATS | {"Persian_cat", "Siamese_cat"}  # ImageNet's domestic cats, 281-285
@@ -39,6 +41,17 @@ def assert_validation_error(response, loc: list) -> list[dict]:
         assert isinstance(issue["message"], str) and issue["message"]
     assert loc in [issue["loc"] for issue in issues], issues
     return issues
+
+
+@pytest.fixture(scope="module", params=["litert", "tensorflow"])
+def service(request: pytest.FixtureRequest, session_service: Service) -> Iterator[Service]:
+    """Every test here runs on both runtimes: the session's app (litert, the CPU
+    default) and its twin on tensorflow (the GPU runtime) at ``/tf``."""
+    if request.param == "litert":
+        yield session_service
+        return
+    with tensorflow_service(session_service) as twin:
+        yield twin
 
 
 # --- GET / ----------------------------------------------------------------------------
@@ -307,3 +320,34 @@ def test_every_image_mode_still_a_cat(service: Service) -> None:
         assert response.status_code == 200, (name, response.text)
         labels = {p["label"] for p in response.json()["predictions"]}
         assert labels & ANY_CAT, (name, labels)
+
+
+# --- runtimes ------------------------------------------------------------------------
+
+
+def _replica_pids(app: str) -> dict[str, int]:
+    """Replica processes of ``app`` by deployment, from the titles Ray gives its workers."""
+    prefix = f"ray::ServeReplica:{app}:"
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+        except (OSError, ValueError):
+            continue
+        if title.startswith(prefix):
+            found[title.removeprefix(prefix).split()[0].split(".")[0]] = int(entry.name)
+    return found
+
+
+def _maps_tensorflow(pid: int) -> bool:
+    """Whether the process has TensorFlow's own libraries mapped (imported)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "site-packages/tensorflow/" in maps
+
+
+def test_only_a_tensorflow_model_replica_loads_tensorflow(service: Service) -> None:
+    app = TF_APP if service.base_url.endswith(TF_PREFIX) else "imagetagger"
+    pids = _replica_pids(app)
+    assert set(pids) == {"ImageTagger", "Downloader", "ModelDeployment"}, pids
+    loaded = {name for name, pid in pids.items() if _maps_tensorflow(pid)}
+    assert loaded == ({"ModelDeployment"} if app == TF_APP else set())

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service, test_serve_config
+from tests.service.conftest import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
 
 SMALL_APP = "imagetagger-small"
 SMALL_PREFIX = "/small"
@@ -36,7 +36,6 @@ SLOW_IMAGE_S = 1.5
 FLOOD = 40
 # Longest any one answer may take under the flood: the deadline plus slack, not a hang.
 ANSWER_BOUND_S = 20.0
-DEPLOY_TIMEOUT_S = 240
 CHELSEA = Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg"
 TIMED_OUT = "The request took too long; retry later."
 CATS = {"tabby", "tiger_cat", "Egyptian_cat"}
@@ -82,39 +81,6 @@ def small_app_config(allowed_networks: list[str]) -> dict[str, Any]:
             ),
         ],
     }
-
-
-def deploy(config: dict[str, Any]) -> None:
-    """What ``serve deploy`` does: make the cluster's applications exactly ``config``'s."""
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
-    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
-
-
-def wait_for(app: str, base_url: str, *, present: bool = True) -> None:
-    """Until ``app`` is RUNNING and answers ``GET base_url/`` (or is gone)."""
-    from ray import serve
-
-    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get(app)
-        if not present and status is None:
-            return
-        if present and status is not None:
-            if status.status == "DEPLOY_FAILED":
-                raise RuntimeError(f"{app} failed to deploy: {status.message}")
-            if status.status == "RUNNING" and _answers(base_url + "/"):
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"{app} not {'running' if present else 'removed'} in {DEPLOY_TIMEOUT_S}s")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def replica_names(app: str) -> set[str]:

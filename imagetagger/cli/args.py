@@ -1,0 +1,86 @@
+"""Argument types and options shared by the ``imagetagger`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from imagetagger.models.runtimes import DEFAULT_RUNTIME, RUNTIMES
+from imagetagger.models.specs import MODEL_SPECS
+
+DEFAULT_MODEL = "efficientnet_lite2"
+MODEL_ENV = "IMAGETAGGER_MODEL"
+RUNTIME_ENV = "IMAGETAGGER_RUNTIME"
+
+
+def constrained(adapter: TypeAdapter[Any]) -> Any:
+    """An argparse ``type`` that applies the API's own bounds to a query-style value."""
+
+    def parse(text: str) -> Any:
+        try:
+            return adapter.validate_python(text)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(exc.errors()[0]["msg"]) from None
+
+    return parse
+
+
+def parse_port(text: str) -> int:
+    """A TCP port number, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
+    return port
+
+
+def model_name(text: str) -> str:
+    if text not in MODEL_SPECS:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {text!r}; choose one of {', '.join(sorted(MODEL_SPECS))}"
+        )
+    return text
+
+
+def runtime_name(text: str) -> str:
+    if text not in RUNTIMES:
+        raise argparse.ArgumentTypeError(
+            f"unknown runtime {text!r}; choose one of {', '.join(RUNTIMES)}"
+        )
+    return text
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, defaults_from_env: bool) -> None:
+    """``--model`` and ``--runtime``: from the environment (or built-in) or from the config."""
+    models = ", ".join(sorted(MODEL_SPECS))
+    if defaults_from_env:
+        parser.add_argument(
+            "--model",
+            type=model_name,
+            default=os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+            help=f"one of {models} (default: ${MODEL_ENV}, else {DEFAULT_MODEL})",
+        )
+        parser.add_argument(
+            "--runtime",
+            type=runtime_name,
+            default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
+            help=f"one of {', '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, else {DEFAULT_RUNTIME})",
+        )
+        return
+    parser.add_argument(
+        "--model",
+        type=model_name,
+        default=None,
+        help=f"model to serve (default: ${MODEL_ENV}, else the config's args.model)",
+    )
+    parser.add_argument(
+        "--runtime",
+        type=runtime_name,
+        default=None,
+        help=f"{' or '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, else the config's args.runtime)",
+    )

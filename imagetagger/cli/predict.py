@@ -1,0 +1,138 @@
+"""``imagetagger predict``: tag local files in this process, no cluster.
+
+Prints one JSON object per image in the API's response shape, so scripts can use the
+same parser for both. The model runs on the chosen runtime (``litert`` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pydantic import TypeAdapter
+
+from imagetagger.cli.args import add_model_options, constrained
+from imagetagger.errors import ImageTaggerError, ImageTooLarge
+from imagetagger.schemas import MinConf, Top
+from imagetagger.settings import DownloaderSettings
+
+if TYPE_CHECKING:
+    from imagetagger.models.runtimes import Classifier
+
+PREDICT_BATCH_SIZE = 16
+
+_TOP = TypeAdapter(Top)
+_MINCONF = TypeAdapter(MinConf)
+
+
+def _read_image_file(path: str, max_bytes: int) -> bytes:
+    """The file's bytes; the API's upload size limit applies here too."""
+    with open(path, "rb") as file:
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageTooLarge()
+    return data
+
+
+def _file_error(exc: OSError) -> dict[str, str]:
+    error_type = "FileNotFound" if isinstance(exc, FileNotFoundError) else "UnreadableFile"
+    return {"type": error_type, "detail": exc.strerror or str(exc)}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def predict_files(
+    classifier: Classifier,
+    paths: Sequence[str],
+    *,
+    top: int | None,
+    minconf: float | None,
+    out: TextIO,
+) -> int:
+    """Print one JSON line per path, in order; return how many failed.
+
+    Images run through the model in batches of ``PREDICT_BATCH_SIZE``, as the service
+    batches them, and each line is flushed as soon as its batch is done.
+    """
+    import numpy as np
+
+    from imagetagger.images import prepare_image
+    from imagetagger.predictions import select_predictions
+
+    limits = DownloaderSettings()
+    spec = classifier.spec
+    failures = 0
+    for chunk in _chunks(paths, PREDICT_BATCH_SIZE):
+        results: list[dict[str, Any]] = []
+        images = []
+        for path in chunk:
+            try:
+                data = _read_image_file(path, limits.max_image_bytes)
+                images.append(
+                    prepare_image(
+                        data,
+                        size=spec.input_size,
+                        crop_padding=spec.crop_padding,
+                        max_pixels=limits.max_image_pixels,
+                    )
+                )
+                results.append({"filename": path})
+            except OSError as exc:
+                results.append({"filename": path, "error": _file_error(exc)})
+            except ImageTaggerError as exc:
+                results.append({"filename": path, "error": exc.to_dict()})
+        if images:
+            probabilities = iter(classifier.predict_proba(np.stack(images)))
+            for result in results:
+                if "error" not in result:
+                    result["predictions"] = select_predictions(
+                        next(probabilities), top=top, minconf=minconf
+                    )
+        for result in results:
+            failures += "error" in result
+            out.write(json.dumps(result) + "\n")
+        out.flush()
+    return failures
+
+
+def run(args: argparse.Namespace) -> int:
+    from imagetagger.errors import ModelLoadError
+    from imagetagger.models.runtimes import RuntimeOptions, load_model
+
+    try:
+        classifier = load_model(
+            args.model, RuntimeOptions(runtime=args.runtime), weights_path=args.weights_path
+        )
+    except ModelLoadError as exc:
+        print(f"imagetagger: cannot load {args.model}: {exc}", file=sys.stderr)
+        return 1
+    failures = predict_files(
+        classifier, args.paths, top=args.top, minconf=args.minconf, out=sys.stdout
+    )
+    return 1 if failures else 0
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``predict`` on the top-level subparsers."""
+    predict = commands.add_parser(
+        "predict",
+        help="tag local image files (one JSON line per file)",
+        description="Tag local image files; prints one JSON object per file, in order. "
+        "Exit status 1 when any file failed.",
+    )
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files")
+    add_model_options(predict, defaults_from_env=True)
+    predict.add_argument(
+        "--weights-path", default=None, help="local weights file (efficientnet_b3 offline)"
+    )
+    predict.add_argument("--top", type=constrained(_TOP), default=None, help="1-1000 labels")
+    predict.add_argument(
+        "--minconf", type=constrained(_MINCONF), default=None, help="smallest confidence, 0-1"
+    )
+    predict.set_defaults(handler=run)

@@ -1,0 +1,222 @@
+"""``imagetagger serve``: the container's entry point, and what ``make run`` runs.
+
+It applies the port, model and runtime overrides to a Serve config and runs ``serve
+run`` on it in the foreground, in Ray's high-throughput serving environment
+(:mod:`imagetagger.serving_env`), turning the SIGTERM of ``docker stop`` or Kubernetes
+into Serve's graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from imagetagger.cli.args import (
+    MODEL_ENV,
+    RUNTIME_ENV,
+    add_model_options,
+    model_name,
+    parse_port,
+    runtime_name,
+)
+from imagetagger.serving_env import serving_environment
+from imagetagger.settings import DownloaderSettings
+
+APP_IMPORT_PATH = "deployments.app:build_app"
+PORT_ENV = "PORT"
+
+
+def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None:
+    """``--port``, else ``$PORT`` when set and non-empty, else None (keep the file's)."""
+    if cli_port is not None:
+        return cli_port
+    text = environ.get(PORT_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return parse_port(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"${PORT_ENV}: {exc}") from None
+
+
+def apply_port(config: dict[str, Any], port: int | None) -> dict[str, Any]:
+    """A copy of the Serve config with ``http_options.port`` set (None: unchanged)."""
+    result = copy.deepcopy(config)
+    if port is not None:
+        http_options = result.get("http_options") or {}
+        result["http_options"] = {**http_options, "port": port}
+    return result
+
+
+def apply_model(config: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """A copy of the Serve config whose imagetagger applications serve ``model``.
+
+    A container image bakes one model's weights in; ``$IMAGETAGGER_MODEL`` makes the
+    config serve that model, whatever the file says. None leaves the config unchanged.
+    """
+    if model is None:
+        return copy.deepcopy(config)
+    _model_name_or_raise(model)
+    return _set_app_arg(config, "model", model)
+
+
+def _set_app_arg(config: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    result = copy.deepcopy(config)
+    apps = [
+        app for app in result.get("applications") or [] if app.get("import_path") == APP_IMPORT_PATH
+    ]
+    if not apps:
+        raise ValueError(f"the config has no application with import_path {APP_IMPORT_PATH}")
+    for app in apps:
+        app["args"] = {**(app.get("args") or {}), key: value}
+    return result
+
+
+def apply_runtime(config: dict[str, Any], runtime: str | None) -> dict[str, Any]:
+    """A copy of the Serve config whose imagetagger applications run on ``runtime``."""
+    if runtime is None:
+        return copy.deepcopy(config)
+    try:
+        runtime_name(runtime)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
+    return _set_app_arg(config, "runtime", runtime)
+
+
+def apply_app_args(
+    config: dict[str, Any], *, model: str | None, runtime: str | None
+) -> dict[str, Any]:
+    return apply_runtime(apply_model(config, model), runtime)
+
+
+def apply_allowed_networks(config: dict[str, Any], networks: Sequence[str]) -> dict[str, Any]:
+    """A copy of the Serve config whose Downloaders also fetch from ``networks`` (CIDRs).
+
+    For trying the service on local files: ``--allow-network 127.0.0.1/32`` lets it
+    fetch from a file server on this machine, which the SSRF guard blocks by default.
+    """
+    result = copy.deepcopy(config)
+    if not networks:
+        return result
+    allowed = DownloaderSettings(allowed_networks=list(networks)).allowed_networks
+    for app in result.get("applications") or []:
+        for deployment in app.get("deployments") or []:
+            if deployment.get("name") == "Downloader":
+                user_config = deployment.setdefault("user_config", {}) or {}
+                existing = list(user_config.get("allowed_networks") or [])
+                user_config["allowed_networks"] = existing + [
+                    n for n in allowed if n not in existing
+                ]
+                deployment["user_config"] = user_config
+    return result
+
+
+def _model_name_or_raise(model: str) -> None:
+    try:
+        model_name(model)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _find_serve_executable() -> str:
+    """``serve`` on PATH, else the one installed beside this interpreter."""
+    found = shutil.which("serve")
+    if found:
+        return found
+    sibling = Path(sys.executable).with_name("serve")
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    raise FileNotFoundError("the Ray Serve CLI `serve` is not on PATH; install ray[serve]")
+
+
+def run_foreground(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    """Run ``argv`` until it exits, forwarding SIGTERM/SIGINT; return its exit status.
+
+    ``serve run`` shuts Serve down gracefully (draining replicas) on SIGINT but dies at
+    once on SIGTERM, so the first signal is forwarded as SIGINT and any later one as
+    SIGTERM, for an operator who does not want to wait. The child gets its own process
+    group, so a terminal's Ctrl-C reaches it once, through here, not twice.
+    """
+    child: subprocess.Popen[bytes] | None = None
+    received = 0  # signals that arrived here
+    forwarded = 0  # signals passed on to the child
+
+    def forward_pending() -> None:
+        nonlocal forwarded
+        while child is not None and forwarded < received:
+            forwarded += 1
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGINT if forwarded == 1 else signal.SIGTERM)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
+        forward_pending()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child = subprocess.Popen(argv, process_group=0, env=env)
+        forward_pending()  # a signal that came while the child was starting
+        status = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - status if status < 0 else status
+
+
+def run(args: argparse.Namespace) -> int:
+    config = yaml.safe_load(Path(args.config).read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{args.config}: not a Serve config (expected a mapping)")
+    port = resolve_port(args.port, os.environ)
+    model = args.model or os.environ.get(MODEL_ENV) or None
+    runtime = args.runtime or os.environ.get(RUNTIME_ENV) or None
+    effective = apply_allowed_networks(
+        apply_app_args(apply_port(config, port), model=model, runtime=runtime),
+        args.allow_network,
+    )
+    serve = _find_serve_executable()
+    with tempfile.TemporaryDirectory(prefix="imagetagger-serve-") as tmp:
+        path = Path(tmp) / "serve_config.yaml"
+        path.write_text(yaml.safe_dump(effective, sort_keys=False))
+        return run_foreground([serve, "run", str(path)], env=serving_environment(os.environ))
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``serve`` on the top-level subparsers."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the Serve application in the foreground",
+        description="Run `serve run` on CONFIG with the port, model and runtime overrides "
+        "applied, in Ray's high-throughput mode; SIGTERM shuts Serve down gracefully.",
+    )
+    serve.add_argument("--config", required=True, help="Serve config YAML")
+    serve.add_argument(
+        "--port",
+        type=parse_port,
+        default=None,
+        help=f"HTTP port (default: ${PORT_ENV}, else the config's http_options.port)",
+    )
+    add_model_options(serve, defaults_from_env=False)
+    serve.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="also fetch images from this network, e.g. 127.0.0.1/32 for local files "
+        "(repeatable; added to the Downloader's allowed_networks)",
+    )
+    serve.set_defaults(handler=run)
