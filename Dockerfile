@@ -31,6 +31,7 @@ ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
     RAY_SERVE_ENABLE_HA_PROXY=1 \
     RAY_SERVE_HAPROXY_NBTHREAD=1 \
     RAY_SERVE_HAPROXY_METRICS_ENABLED=0 \
+    RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response response-timeout" \
     RAY_max_direct_call_object_size=1048576
 
 # tini is PID 1: it reaps the processes Ray leaves behind and passes signals on to the

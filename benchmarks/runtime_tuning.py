@@ -1,4 +1,4 @@
-"""Which runtime settings to serve with: LiteRT threads x interpreters x batch size.
+"""Which runtime settings to serve with: LiteRT threads x interpreters, and batch size.
 
 Every setting runs the same warm model on the same real photos, in this process, one
 after the other, so the figures compare within one run (absolute numbers swing up to
@@ -35,10 +35,13 @@ class Setting:
 
 def settings_to_try() -> list[Setting]:
     litert = [
-        Setting(f"litert {t}t x {p} interpreter(s), batch {b}", opts, b, p)
+        Setting(
+            f"litert {t} thread(s) x {p} interpreter(s), batch 1",
+            RuntimeOptions(runtime="litert", intra_op_threads=t, interpreters=p),
+            1,
+            p,
+        )
         for t, p in ((1, 1), (2, 1), (1, 2), (2, 2))
-        for b in (1, 8)
-        for opts in [RuntimeOptions(runtime="litert", intra_op_threads=t, interpreters=p)]
     ]
     tensorflow = [
         Setting(
@@ -49,6 +52,32 @@ def settings_to_try() -> list[Setting]:
         )
     ]
     return litert + tensorflow
+
+
+def litert_batch_images_per_s(model: str, batch_size: int, seconds: float) -> float:
+    """One 1-thread interpreter resized to ``batch_size`` (the runtime itself runs batch 1)."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from benchmarks.model_throughput import sample_batch
+    from imagetagger.models.litert import ensure_flatbuffer
+    from imagetagger.models.specs import get_spec
+
+    spec = get_spec(model)
+    interpreter = Interpreter(model_path=str(ensure_flatbuffer(model)), num_threads=1)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, [batch_size, spec.input_size, spec.input_size, 3])
+    interpreter.allocate_tensors()
+    batch = sample_batch(spec.input_size, batch_size, spec.crop_padding)
+    interpreter.set_tensor(index, batch)
+    interpreter.invoke()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        interpreter.set_tensor(index, batch)
+        interpreter.invoke()
+        done += batch_size
+    return done / (time.perf_counter() - started)
 
 
 def peak_rss_mib() -> float:
@@ -71,9 +100,16 @@ def run(models: Sequence[str], seconds: float) -> str:
             print(f"{model} {setting.label}: {rate:.1f} img/s", flush=True)
             del classifier
             gc.collect()
+        for batch_size in (1, 8):
+            rate = litert_batch_images_per_s(model, batch_size, seconds)
+            rows.insert(-1, (f"litert 1 thread x 1 raw interpreter, batch {batch_size}", rate, 0))
+            print(f"{model} raw interpreter batch {batch_size}: {rate:.1f} img/s", flush=True)
         reference = rows[-1][1]
         for label, rate, rss in rows:
-            lines.append(f"| {model} | {label} | {rate:.1f} | {rate / reference:.2f} | {rss:.0f} |")
+            rss_text = f"{rss:.0f}" if rss else "-"
+            lines.append(
+                f"| {model} | {label} | {rate:.1f} | {rate / reference:.2f} | {rss_text} |"
+            )
     return "\n".join(lines)
 
 

@@ -27,6 +27,13 @@ SERVING_ENV: dict[str, str] = {
     # spinning thread is taken from the replicas.
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    # When the ingress replica dies, HAProxy replays the requests it had sent there and
+    # got nothing back from: they wait in Serve's fallback proxy for the new replica and
+    # are answered (measured: all 200, in ~7 s), instead of a closed connection; without
+    # response-timeout in the list they were not replayed. Safe because tagging has no
+    # side effects. Requests larger than HAProxy's buffer (16 KB: big uploads) cannot be
+    # replayed.
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response response-timeout",
     # A model input (a 260x260x3 crop is 203 KB) travels inside the call, not through
     # the object store: Ray inlines only objects up to 100 KiB by default.
     "RAY_max_direct_call_object_size": "1048576",
@@ -38,11 +45,12 @@ def serving_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {**SERVING_ENV, **environ}
 
 
-def isolated_haproxy_env(directory: str, stats_port: int) -> dict[str, str]:
+def isolated_haproxy_env(directory: str, stats_port: int, metrics_port: int) -> dict[str, str]:
     """HAProxy files and ports of one Serve instance, apart from any other on this host.
 
     Ray keeps HAProxy's config, admin socket and state under ``/tmp/haproxy-serve`` and
-    its stats page on port 8404, shared by every instance on the machine; tests and
+    its stats and metrics pages on ports 8404 and 9101, shared by every instance on the
+    machine; tests and
     benchmarks that start their own instance beside another one point them elsewhere.
     """
     return {
@@ -51,4 +59,5 @@ def isolated_haproxy_env(directory: str, stats_port: int) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": directory,
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{directory}/server-state",
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
     }

@@ -22,16 +22,20 @@ import pytest
 import requests
 import yaml
 
-from imagetagger.serving_env import SERVING_ENV, isolated_haproxy_env
+from imagetagger.serving_env import isolated_haproxy_env, serving_environment
 from tests import images, servers
 
 # The serving environment (HAProxy ingress, throughput mode) that `make run` and the
 # container give Serve, set before anything imports Ray: Ray reads it at import and in
 # the processes ``ray.init`` starts. HAProxy's files and stats port are private to this
 # session, so another Serve instance on the machine does not collide with it.
-os.environ.update(SERVING_ENV)
+os.environ.update(serving_environment(os.environ))  # what the caller exported wins, as in serve
 os.environ.update(
-    isolated_haproxy_env(tempfile.mkdtemp(prefix="haproxy-"), servers.unused_port("127.0.0.1"))
+    isolated_haproxy_env(
+        tempfile.mkdtemp(prefix="haproxy-"),
+        stats_port=servers.unused_port("127.0.0.1"),
+        metrics_port=servers.unused_port("127.0.0.1"),
+    )
 )
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,10 +1,13 @@
 """Replica faults under load: a replica killed mid-request costs answers, never hangs.
 
-A Downloader or ModelDeployment replica of the main app is killed (``ray.kill``,
-as an OOM kill or a lost node would) while 16 clients keep requests in flight
-through it. Every request must still get an answer in bounded time: 200, or the
-contract's JSON error (Serve/Ray errors about dead replicas are mapped to 503
-Overloaded by ``deployments.errors``); some in-flight request must have been hit.
+A replica of the main app is killed (``ray.kill``, as an OOM kill or a lost node
+would) while 16 clients keep requests in flight through it. Every request must still
+get an answer in bounded time: 200, or the contract's JSON error (Serve/Ray errors
+about dead replicas are mapped to 503 Overloaded by ``deployments.errors``).
+A killed Downloader or ModelDeployment fails some in-flight request with that 503. A
+killed ImageTagger (the ingress) fails none: HAProxy replays the requests the dead
+replica never answered (``RAY_SERVE_HAPROXY_RETRY_ON`` in the serving environment)
+and they are answered once the new replica is up.
 Serve's controller notices the dead replica and starts a new one; the test waits
 until the app is fully RUNNING again and serving, and requests sent after that must
 all succeed, so the tests after it see the service as the session deployed it.
@@ -135,16 +138,22 @@ def keep_requesting(service: Service, url: str, stop: threading.Event) -> list[A
 
 
 @pytest.mark.parametrize(
-    ("deployment", "image"),
+    ("deployment", "image", "in_flight_replayed"),
     [
         # A slow origin keeps every request inside the Downloader when it dies.
-        ("Downloader", "/slow.jpg"),
+        ("Downloader", "/slow.jpg", False),
         # A fast one keeps the model busy, so requests are queued in its replica.
-        ("ModelDeployment", "/chelsea.jpg"),
+        ("ModelDeployment", "/chelsea.jpg", False),
+        # The ingress: HAProxy holds the client connections and replays.
+        ("ImageTagger", "/chelsea.jpg", True),
     ],
 )
 def test_replica_killed_under_load(
-    service: Service, slow_images: servers.LoopbackServer, deployment: str, image: str
+    service: Service,
+    slow_images: servers.LoopbackServer,
+    deployment: str,
+    image: str,
+    in_flight_replayed: bool,
 ) -> None:
     wait_until_recovered(service, slow_images)  # start from a fully running app
     stop = threading.Event()
@@ -167,8 +176,12 @@ def test_replica_killed_under_load(
     for answer in answers:
         assert answer.done - answer.sent < ANSWER_BOUND_S, f"{answer.done - answer.sent:.1f}s"
         assert_answer_or_json_503(answer.response)
-    hit = [a for a in answers if a.sent < killed_at < a.done and a.response.status_code != 200]
-    assert hit, f"killing {killed} cost no in-flight request"
+    in_flight = [a.response.status_code for a in answers if a.sent < killed_at < a.done]
+    assert in_flight, f"no request was in flight when {killed} was killed"
+    if in_flight_replayed:
+        assert set(in_flight) == {200}, in_flight
+    else:
+        assert set(in_flight) != {200}, f"killing {killed} cost no in-flight request"
     after = [a.response.status_code for a in answers if a.sent > recovered_at]
     assert after and set(after) == {200}, after
     assert killed not in replica_actor_names(deployment)
