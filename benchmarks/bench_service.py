@@ -23,7 +23,7 @@ against concurrency).
 
 Usage::
 
-    python -m benchmarks.bench_service                          # lite2 and lite0, full
+    python -m benchmarks.bench_service                          # lite2, float32 and int8
     python -m benchmarks.bench_service --models efficientnet_lite0 --quick
 """
 
@@ -72,7 +72,8 @@ from imagetagger.serving_env import SERVING_ENV, isolated_haproxy_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-DEFAULT_MODELS = ("efficientnet_lite2", "efficientnet_lite0")
+DEFAULT_MODELS = ("efficientnet_lite2",)
+DEFAULT_PRECISIONS = ("float32", "int8")
 MARKER = "IMAGETAGGER_BENCH_RUN"  # environment variable that tags every process we start
 GIB = 2**30
 
@@ -587,8 +588,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     served = bare_served["runtime"]
     lines = [
-        f"## {report['model']} ({bare_tf['input_size']}x{bare_tf['input_size']}) - "
-        f"{report['date']}" + (" (quick run)" if s["quick"] else ""),
+        f"## {report['model']} ({bare_tf['input_size']}x{bare_tf['input_size']}), "
+        f"{report.get('precision', 'float32')} - {report['date']}"
+        + (" (quick run)" if s["quick"] else ""),
         "",
         "Bare pipeline, in-process:",
         "",
@@ -678,7 +680,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for axes in (rate_axes, latency_axes):
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
-    figure.suptitle(f"{report['model']}, {report['date']}: closed-loop load on loopback")
+    figure.suptitle(
+        f"{report['model']} {report.get('precision', 'float32')}, {report['date']}: "
+        "closed-loop load on loopback"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -687,7 +692,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def write_report(report: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if report["settings"]["quick"] else ""
-    stem = RESULTS_DIR / f"{report['date']}-{report['model']}{suffix}"
+    precision = "" if report.get("precision", "float32") == "float32" else "-" + report["precision"]
+    stem = RESULTS_DIR / f"{report['date']}-{report['model']}{precision}{suffix}"
     stem.with_suffix(".md").write_text(render_markdown(report))
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, stem.with_suffix(".png"))
@@ -695,6 +701,18 @@ def write_report(report: dict[str, Any]) -> Path:
 
 
 # --------------------------------------------------------------------------- driver
+
+
+def precision_config(config_source: Path, precision: str, workdir: Path) -> Path:
+    """The serve config with ``args.precision`` set (the config itself for its own)."""
+    config = yaml.safe_load(config_source.read_text())
+    app = config["applications"][0]
+    if (app.get("args") or {}).get("precision", "float32") == precision:
+        return config_source
+    app["args"] = {**(app.get("args") or {}), "precision": precision}
+    path = workdir / f"serve-{precision}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def bench_model(
@@ -706,50 +724,61 @@ def bench_model(
     workdir: Path,
     with_service: bool,
     with_naive: bool,
-) -> dict[str, Any]:
-    served = served_runtime(config_source)
-    bare_tf = bare_served = None
-    for options in (RuntimeOptions(runtime="tensorflow"), served):
-        if options.runtime == "tensorflow" and bare_tf is not None:
-            bare_served = bare_tf  # the service runs TensorFlow too
-            continue
-        print(f"[{model}] bare pipeline, {options.runtime}", flush=True)
-        bare = measure_bare(model, options, photo_server.photos, settings)
-        print(f"  {json.dumps({k: v for k, v in bare.items() if k != 'decode_ms'})}", flush=True)
-        bare_tf, bare_served = (bare, bare_served) if bare_tf is None else (bare_tf, bare)
-    naive = service = None
+    precisions: Sequence[str],
+) -> list[dict[str, Any]]:
+    """One report per precision of the served runtime; TensorFlow and naive measured once."""
+    print(f"[{model}] bare pipeline, tensorflow", flush=True)
+    bare_tf = measure_bare(
+        model, RuntimeOptions(runtime="tensorflow"), photo_server.photos, settings
+    )
+    print(f"  {json.dumps({k: v for k, v in bare_tf.items() if k != 'decode_ms'})}", flush=True)
+    naive = None
     if with_naive:
         print(f"[{model}] naive server", flush=True)
         with run_naive(model, workdir) as server:
             naive = measure_load(server, photo_server.urls, settings)
-    if with_service:
-        print(f"[{model}] service (serve run)", flush=True)
-        with run_service(model, config_source, workdir) as server:
-            service = measure_load(server, photo_server.urls, settings)
-    report = {
-        "model": model,
-        "date": datetime.date.today().isoformat(),
-        "settings": {
-            "concurrencies": list(settings.concurrencies),
-            "duration_s": settings.duration_s,
-            "warmup_s": settings.warmup_s,
-            "batch_sizes": list(settings.batch_sizes),
-            "top": settings.top,
-            "quick": settings.quick,
-            "serve_config": str(config_source.relative_to(ROOT))
-            if config_source.is_relative_to(ROOT)
-            else str(config_source),
-            "served_options": dataclasses.asdict(served),
-        },
-        "photos": len(photo_server.photos),
-        "machine": machine_info(),
-        "bare_tensorflow": bare_tf,
-        "bare_served": bare_served,
-        "service": service,
-        "naive": naive,
-    }
-    report["targets"] = evaluate_targets(bare_tf, bare_served, service, naive)
-    return report
+    reports = []
+    for precision in precisions:
+        config = precision_config(config_source, precision, workdir)
+        served = served_runtime(config)
+        if served.runtime == "tensorflow":
+            bare_served = bare_tf
+        else:
+            print(f"[{model}] bare pipeline, {served.runtime} {precision}", flush=True)
+            bare_served = measure_bare(model, served, photo_server.photos, settings)
+            summary = {k: v for k, v in bare_served.items() if k != "decode_ms"}
+            print(f"  {json.dumps(summary)}", flush=True)
+        service = None
+        if with_service:
+            print(f"[{model}] service (serve run), {precision}", flush=True)
+            with run_service(model, config, workdir) as server:
+                service = measure_load(server, photo_server.urls, settings)
+        report = {
+            "model": model,
+            "precision": precision,
+            "date": datetime.date.today().isoformat(),
+            "settings": {
+                "concurrencies": list(settings.concurrencies),
+                "duration_s": settings.duration_s,
+                "warmup_s": settings.warmup_s,
+                "batch_sizes": list(settings.batch_sizes),
+                "top": settings.top,
+                "quick": settings.quick,
+                "serve_config": str(config_source.relative_to(ROOT))
+                if config_source.is_relative_to(ROOT)
+                else str(config_source),
+                "served_options": dataclasses.asdict(served),
+            },
+            "photos": len(photo_server.photos),
+            "machine": machine_info(),
+            "bare_tensorflow": bare_tf,
+            "bare_served": bare_served,
+            "service": service,
+            "naive": naive,
+        }
+        report["targets"] = evaluate_targets(bare_tf, bare_served, service, naive)
+        reports.append(report)
+    return reports
 
 
 def _raise_on_sigterm(signum: int, _frame: Any) -> None:
@@ -763,6 +792,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds per level")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each level")
     parser.add_argument("--config", type=Path, default=ROOT / "serve_config.yaml")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(DEFAULT_PRECISIONS),
+        help="LiteRT precisions to serve side by side (args.precision)",
+    )
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="short run: fewer, shorter levels")
     parser.add_argument("--no-service", action="store_true", help="skip the Serve app")
@@ -791,7 +826,7 @@ def main(argv: list[str] | None = None) -> None:
         PhotoServer(build_photo_set()) as photo_server,
     ):
         for model in args.models:
-            report = bench_model(
+            reports = bench_model(
                 model,
                 photo_server,
                 settings,
@@ -799,11 +834,13 @@ def main(argv: list[str] | None = None) -> None:
                 workdir=Path(workdir),
                 with_service=not args.no_service,
                 with_naive=not args.no_naive,
+                precisions=args.precisions,
             )
-            print()
-            print(render_markdown(report), flush=True)
-            if not args.no_write:
-                outputs.append(write_report(report))
+            for report in reports:
+                print()
+                print(render_markdown(report), flush=True)
+                if not args.no_write:
+                    outputs.append(write_report(report))
     for path in outputs:
         print(f"wrote {path.relative_to(ROOT)} (and .json)")
 

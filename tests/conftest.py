@@ -25,3 +25,29 @@ def lite2_classifier(model_cache_dir: Path):
     from imagetagger.models import load_classifier
 
     return load_classifier("efficientnet_lite2", cache_dir=model_cache_dir)
+
+
+def _litert(name: str, cache_dir: Path, precision: str):
+    from imagetagger.models.litert import load_litert_classifier
+
+    return load_litert_classifier(name, cache_dir=cache_dir, precision=precision, pool_size=2)
+
+
+@pytest.fixture(scope="session")
+def lite0_litert_classifier(model_cache_dir: Path):
+    return _litert("efficientnet_lite0", model_cache_dir, "float32")
+
+
+@pytest.fixture(scope="session")
+def lite2_litert_classifier(model_cache_dir: Path):
+    return _litert("efficientnet_lite2", model_cache_dir, "float32")
+
+
+@pytest.fixture(scope="session")
+def lite0_int8_classifier(model_cache_dir: Path):
+    return _litert("efficientnet_lite0", model_cache_dir, "int8")
+
+
+@pytest.fixture(scope="session")
+def lite2_int8_classifier(model_cache_dir: Path):
+    return _litert("efficientnet_lite2", model_cache_dir, "int8")

@@ -30,7 +30,7 @@ SKIMAGE_PHOTOS = {
     "camera": skimage.data.camera,
     "motorcycle_left": lambda: skimage.data.stereo_motorcycle()[0],
 }
-LITE_FIXTURES = {"efficientnet_lite0": "lite0_classifier", "efficientnet_lite2": "lite2_classifier"}
+LITE_FIXTURES = {"efficientnet_lite0": "lite0", "efficientnet_lite2": "lite2"}
 
 
 def real_photo_batch(size: int) -> np.ndarray:
@@ -41,10 +41,10 @@ def real_photo_batch(size: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=sorted(LITE_FIXTURES))
-def both_runtimes(request: pytest.FixtureRequest, model_cache_dir: Path):
-    tensorflow = request.getfixturevalue(LITE_FIXTURES[request.param])
-    lite = load_litert_classifier(request.param, cache_dir=model_cache_dir, pool_size=2)
-    return tensorflow, lite
+def both_runtimes(request: pytest.FixtureRequest):
+    prefix = LITE_FIXTURES[request.param]
+    tensorflow = request.getfixturevalue(f"{prefix}_classifier")
+    return tensorflow, request.getfixturevalue(f"{prefix}_litert_classifier")
 
 
 def test_litert_agrees_with_tensorflow_on_real_photos(both_runtimes) -> None:

@@ -1,7 +1,7 @@
 """Bytes to labels through the library path the service uses: decode, crop, model, filter.
 
 Every Pillow mode and every EXIF orientation of the chelsea photo must still be a cat
-in the top 3, for both served Lite sizes.
+in the top 3, for both served Lite sizes, on TensorFlow and on LiteRT (float and int8).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests import images
 ANY_CAT = {"tabby", "tiger_cat", "Persian_cat", "Siamese_cat", "Egyptian_cat"}
 
 
-@pytest.fixture(params=["lite0", "lite2"])
+@pytest.fixture(params=["lite0", "lite2", "lite2_litert", "lite0_int8", "lite2_int8"])
 def classifier(request: pytest.FixtureRequest) -> Classifier:
     return request.getfixturevalue(f"{request.param}_classifier")
 

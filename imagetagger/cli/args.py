@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from imagetagger.models.runtimes import DEFAULT_RUNTIME, RUNTIMES
+from imagetagger.models.runtimes import DEFAULT_RUNTIME, PRECISIONS, RUNTIMES
 from imagetagger.models.specs import MODEL_SPECS
 
 DEFAULT_MODEL = "efficientnet_lite2"
@@ -56,7 +56,8 @@ def runtime_name(text: str) -> str:
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, defaults_from_env: bool) -> None:
-    """``--model`` and ``--runtime``: from the environment (or built-in) or from the config."""
+    """``--model``, ``--runtime``, ``--precision``: from the environment (or built-in) or
+    from the config."""
     models = ", ".join(sorted(MODEL_SPECS))
     if defaults_from_env:
         parser.add_argument(
@@ -71,6 +72,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults_from_env: boo
             default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
             help=f"one of {', '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, else {DEFAULT_RUNTIME})",
         )
+        parser.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="float32",
+            help="litert only: int8 is faster, slightly less exact (README, Models)",
+        )
         return
     parser.add_argument(
         "--model",
@@ -83,4 +90,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults_from_env: boo
         type=runtime_name,
         default=None,
         help=f"{' or '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, else the config's args.runtime)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="litert only (default: the config's args.precision)",
     )

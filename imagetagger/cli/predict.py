@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         classifier = load_model(
-            args.model, RuntimeOptions(runtime=args.runtime), weights_path=args.weights_path
+            args.model,
+            RuntimeOptions(runtime=args.runtime, precision=args.precision),
+            weights_path=args.weights_path,
         )
     except ModelLoadError as exc:
         print(f"imagetagger: cannot load {args.model}: {exc}", file=sys.stderr)

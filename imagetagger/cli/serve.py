@@ -97,9 +97,15 @@ def apply_runtime(config: dict[str, Any], runtime: str | None) -> dict[str, Any]
 
 
 def apply_app_args(
-    config: dict[str, Any], *, model: str | None, runtime: str | None
+    config: dict[str, Any],
+    *,
+    model: str | None,
+    runtime: str | None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    return apply_runtime(apply_model(config, model), runtime)
+    """The model, runtime and precision overrides (None: keep the config's)."""
+    result = apply_runtime(apply_model(config, model), runtime)
+    return result if precision is None else _set_app_arg(result, "precision", precision)
 
 
 def apply_allowed_networks(config: dict[str, Any], networks: Sequence[str]) -> dict[str, Any]:
@@ -185,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or os.environ.get(MODEL_ENV) or None
     runtime = args.runtime or os.environ.get(RUNTIME_ENV) or None
     effective = apply_allowed_networks(
-        apply_app_args(apply_port(config, port), model=model, runtime=runtime),
+        apply_app_args(
+            apply_port(config, port), model=model, runtime=runtime, precision=args.precision
+        ),
         args.allow_network,
     )
     serve = _find_serve_executable()

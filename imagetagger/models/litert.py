@@ -12,6 +12,7 @@ two 1-thread interpreters beat one 2-thread interpreter (benchmarks/README.md).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import subprocess
@@ -31,7 +32,7 @@ from imagetagger.models.specs import ModelSpec, get_spec
 logger = logging.getLogger(__name__)
 
 NUM_CLASSES = 1000
-PRECISIONS = ("float32",)
+PRECISIONS = ("float32", "int8")
 # Bump when the conversion (graph wrapper, converter options) changes: old files are ignored.
 FLATBUFFER_FORMAT = 1
 CONVERT_TIMEOUT_S = 900
@@ -40,9 +41,21 @@ CONVERT_TIMEOUT_S = 900
 def flatbuffer_file(
     spec: ModelSpec, cache_dir: Path, weights_path: str | None = None, precision: str = "float32"
 ) -> Path:
-    """Cache location of the converted model: tied to its weights and its precision."""
+    """Cache location of the converted model: tied to its weights and its precision (and,
+    for int8, to the calibration photos)."""
     fingerprint = weights_fingerprint(spec, weights_path)
+    if precision != "float32":
+        fingerprint += "-" + _calibration_fingerprint()
     return cache_dir / f"{spec.name}-{fingerprint}-v{FLATBUFFER_FORMAT}-{precision}.tflite"
+
+
+def _calibration_fingerprint() -> str:
+    from imagetagger.models.calibration import calibration_files
+
+    digest = hashlib.sha256()
+    for path in calibration_files():
+        digest.update(path.name.encode() + b"\0" + checksums.file_sha256(path).encode())
+    return digest.hexdigest()[:8]
 
 
 class _Interpreter:
@@ -53,9 +66,10 @@ class _Interpreter:
     image by image.
     """
 
-    def __init__(self, model_path: Path, num_threads: int) -> None:
+    def __init__(self, model_path: Path, num_threads: int, outputs_logits: bool) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        self._outputs_logits = outputs_logits
         self._interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads or None)
         self._interpreter.resize_tensor_input(
             self._interpreter.get_input_details()[0]["index"], [1, *self._image_shape()]
@@ -73,29 +87,43 @@ class _Interpreter:
             self._interpreter.set_tensor(self._input, batch[index : index + 1])
             self._interpreter.invoke()
             probabilities[index] = self._interpreter.get_tensor(self._output)[0]
-        return probabilities
+        return softmax(probabilities) if self._outputs_logits else probabilities
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, shifted by the row maximum so exp never overflows."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class LiteRTClassifier:
     """uint8 RGB batches in, float32 softmax probabilities out; safe to call from threads.
 
     ``pool_size`` interpreters, each with ``num_threads`` threads (0: LiteRT's default).
-    A call takes a free interpreter, or waits for one.
+    A call takes a free interpreter, or waits for one. An int8 flatbuffer returns
+    logits; the softmax then runs here, in float.
     """
 
     runtime = "litert"
 
     def __init__(
-        self, spec: ModelSpec, model_path: Path, *, num_threads: int = 1, pool_size: int = 1
+        self,
+        spec: ModelSpec,
+        model_path: Path,
+        *,
+        num_threads: int = 1,
+        pool_size: int = 1,
+        precision: str = "float32",
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
         self.spec = spec
         self.model_path = model_path
         self.pool_size = pool_size
+        self.precision = precision
         self._pool: queue.SimpleQueue[_Interpreter] = queue.SimpleQueue()
         for _ in range(pool_size):
-            self._pool.put(_Interpreter(model_path, num_threads))
+            self._pool.put(_Interpreter(model_path, num_threads, precision != "float32"))
 
     @contextmanager
     def _interpreter(self) -> Iterator[_Interpreter]:
@@ -204,7 +232,7 @@ def load_litert_classifier(
     )
     try:
         classifier = LiteRTClassifier(
-            get_spec(name), path, num_threads=num_threads, pool_size=pool_size
+            get_spec(name), path, num_threads=num_threads, pool_size=pool_size, precision=precision
         )
         probs = classifier.warmup()
     except (RuntimeError, ValueError) as exc:

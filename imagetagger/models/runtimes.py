@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 Runtime = Literal["litert", "tensorflow"]
-Precision = Literal["float32"]
+Precision = Literal["float32", "int8"]
 RUNTIMES: tuple[Runtime, ...] = ("litert", "tensorflow")
-PRECISIONS: tuple[Precision, ...] = ("float32",)
+PRECISIONS: tuple[Precision, ...] = ("float32", "int8")
 DEFAULT_RUNTIME: Runtime = "litert"
 
 
