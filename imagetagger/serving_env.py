@@ -37,6 +37,10 @@ SERVING_ENV: dict[str, str] = {
     # A model input (a 260x260x3 crop is 203 KB) travels inside the call, not through
     # the object store: Ray inlines only objects up to 100 KiB by default.
     "RAY_max_direct_call_object_size": "1048576",
+    # gRPC between replicas refuses messages over 4 MiB by default; an upload (up to the
+    # ingress's 64 MiB body ceiling) goes to the Downloader in one. Also in the serve
+    # configs' runtime_env, since gRPC is on whenever the replicas run in throughput mode.
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": "75497472",
 }
 
 
