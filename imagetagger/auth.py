@@ -1,7 +1,8 @@
 """Optional API keys for the tagging routes, configured as SHA-256 hashes, never as keys.
 
 The operator gives the hex SHA-256 of each key (``printf %s "$KEY" | sha256sum``), in
-``IMAGETAGGER_API_KEY_HASHES`` (comma-separated) and/or in the file named by
+``IMAGETAGGER_API_KEY_HASHES`` (separated by commas or whitespace, so a Kubernetes
+Secret of one hash per line works as an env var) and/or in the file named by
 ``IMAGETAGGER_API_KEY_HASHES_FILE`` (one per line, ``sha256sum`` output accepted, ``#``
 comments; a mounted Kubernetes Secret). So no key sits in a config, an environment
 dump or a manifest. Neither variable set: keys are off and every request passes (the
@@ -74,7 +75,7 @@ class ApiKeys:
         than serving without keys.
         """
         env = os.environ if environ is None else environ
-        entries = [entry for entry in env.get(HASHES_ENV, "").split(",") if entry.strip()]
+        entries = env.get(HASHES_ENV, "").replace(",", " ").split()
         path = env.get(HASHES_FILE_ENV, "").strip()
         if path:
             entries += _read_hashes_file(Path(path))

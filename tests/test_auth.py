@@ -100,6 +100,8 @@ def test_keys_from_the_environment_variable() -> None:
     loaded = ApiKeys.from_environ({HASHES_ENV: f"{hash_key(KEY)}, {hash_key(OTHER)}"})
     assert loaded is not None and len(loaded) == 2
     assert loaded.identify([], [OTHER])
+    lines = ApiKeys.from_environ({HASHES_ENV: f"{hash_key(KEY)}\n{hash_key(OTHER)}\n"})
+    assert lines is not None and len(lines) == 2  # a Secret of one hash per line
 
 
 def test_keys_from_a_file_and_the_variable_together(tmp_path: Path) -> None:
