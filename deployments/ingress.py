@@ -173,6 +173,16 @@ for _error_class in (ImageTaggerError, RayError, RayServeException):
     app.add_exception_handler(_error_class, _domain_error)
 
 
+def _limiter_for(settings: IngressSettings, current: RateLimiter | None) -> RateLimiter | None:
+    """The limiter ``settings`` ask for: the current one (buckets kept) if unchanged."""
+    if settings.rate_limit_per_s == 0:
+        return None
+    wanted = (settings.rate_limit_per_s, settings.rate_limit_burst)
+    if current is not None and (current.rate_per_s, current.burst) == wanted:
+        return current
+    return RateLimiter(*wanted)
+
+
 def _replica_access() -> Access:
     """The serving replica's Access (the ingress instance Serve routes requests to)."""
     return serve.get_replica_context().servable_object.access
@@ -201,17 +211,17 @@ class ImageTagger:
         # Keys come from the replica's environment (hashes only), read once at start;
         # a missing or bad key file fails the replica rather than serving without keys.
         self.access = Access(keys=ApiKeys.from_environ())
+        keys = self.access.keys
+        logger.info("API keys: %s", f"on, {len(keys)} configured" if keys else "off")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         settings = IngressSettings.model_validate(user_config or {})
-        limiter = self.access.limiter
-        if settings.rate_limit_per_s == 0:
-            limiter = None
-        elif limiter is None or (limiter.rate_per_s, limiter.burst) != (
-            settings.rate_limit_per_s,
-            settings.rate_limit_burst,
-        ):
-            limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        limiter = _limiter_for(settings, self.access.limiter)
+        if limiter is not self.access.limiter:
+            logger.info(
+                "rate limit: %s",
+                f"{limiter.rate_per_s}/s, burst {limiter.burst}, per client" if limiter else "off",
+            )
         self._settings = settings
         self.access.limiter = limiter
 

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, File, UploadFile
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from starlette.datastructures import Headers
 
 from deployments.access import Access, AccessMiddleware, route_path
 from deployments.middleware import RequestMiddleware
 from imagetagger.auth import INVALID_KEY, MISSING_KEY, ApiKeys, hash_key
 from imagetagger.ratelimit import RateLimiter
+from imagetagger.settings import IngressSettings
 
 KEY = "it-test-key-5f1c2a"
 OTHER_KEY = "it-test-key-9d0e7b"
@@ -224,3 +226,27 @@ def test_check_uses_the_address_when_keys_are_off() -> None:
 )
 def test_route_path_strips_the_route_prefix(path: str, root_path: str, expected: str) -> None:
     assert route_path({"path": path, "root_path": root_path}) == expected
+
+
+def test_reconfigure_keeps_the_buckets_unless_the_limit_changes() -> None:
+    from deployments.ingress import _limiter_for
+
+    off = IngressSettings()
+    assert (off.rate_limit_per_s, off.rate_limit_burst) == (0.0, 20)
+    assert _limiter_for(off, None) is None
+    on = IngressSettings(rate_limit_per_s=2, rate_limit_burst=5)
+    limiter = _limiter_for(on, None)
+    assert limiter is not None and (limiter.rate_per_s, limiter.burst) == (2.0, 5)
+    same = IngressSettings(rate_limit_per_s=2, rate_limit_burst=5, max_in_flight=3)
+    assert _limiter_for(same, limiter) is limiter
+    assert _limiter_for(IngressSettings(rate_limit_per_s=3, rate_limit_burst=5), limiter) not in (
+        None,
+        limiter,
+    )
+    assert _limiter_for(off, limiter) is None
+
+
+@pytest.mark.parametrize("bad", [{"rate_limit_per_s": -1}, {"rate_limit_burst": 0}])
+def test_rate_limit_settings_are_validated(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        IngressSettings(**bad)
