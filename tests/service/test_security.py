@@ -245,9 +245,7 @@ def test_only_hashes_are_configured_and_no_key_reaches_the_logs(secure: Secure) 
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     deadline = time.monotonic() + LOG_WAIT_S
     while True:  # the request lines prove the logs were written before they are searched
-        text = "\n".join(
-            path.read_text(errors="replace") for path in logs.rglob("*") if path.is_file()
-        )
+        text = read_logs(logs)
         if text.count(f"request_id={marker}") >= 4 or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -255,6 +253,17 @@ def test_only_hashes_are_configured_and_no_key_reaches_the_logs(secure: Secure) 
     assert f"request_id={marker} method=GET route=/predictions status=401" in text
     for secret in (*KEYS.values(), wrong):
         assert secret not in text
+
+
+def read_logs(directory: Path) -> str:
+    """Every log file of the session, as text (files may rotate away while read)."""
+    texts = []
+    for path in directory.rglob("*"):
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except (IsADirectoryError, FileNotFoundError, PermissionError):
+            continue
+    return "\n".join(texts)
 
 
 # --- rate limits -------------------------------------------------------------------------
