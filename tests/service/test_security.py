@@ -61,6 +61,9 @@ def secure_app_config(main_app: dict[str, Any], allowed_networks: list[str]) -> 
 
     env = dict(main_app.get("runtime_env", {}).get("env_vars", {}))
     env["IMAGETAGGER_API_KEY_HASHES"] = ",".join(hash_key(key) for key in KEYS.values())
+    # Throughput mode buffers 1000 replica log records before writing any; the log test
+    # must read what was logged, so this app writes each record at once.
+    env["RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"] = "1"
     return {
         "name": SECURE_APP,
         "route_prefix": SECURE_PREFIX,
