@@ -32,7 +32,8 @@ ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
     RAY_SERVE_HAPROXY_NBTHREAD=1 \
     RAY_SERVE_HAPROXY_METRICS_ENABLED=0 \
     RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response response-timeout" \
-    RAY_max_direct_call_object_size=1048576
+    RAY_max_direct_call_object_size=1048576 \
+    RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=75497472
 
 # tini is PID 1: it reaps the processes Ray leaves behind and passes signals on to the
 # CLI. wget is what KubeRay's readiness and liveness probes run inside Ray pods.

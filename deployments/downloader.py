@@ -57,7 +57,11 @@ class Downloader:
         self._settings = settings
         self._fetcher.configure(
             AddressPolicy(settings.allowed_networks),
-            FetchLimits(max_bytes=settings.max_image_bytes, timeout_s=settings.timeout_s),
+            FetchLimits(
+                max_bytes=settings.max_image_bytes,
+                timeout_s=settings.timeout_s,
+                max_connections_per_host=settings.max_connections_per_host,
+            ),
         )
 
     async def fetch(self, url: str) -> np.ndarray | ImageTaggerError:

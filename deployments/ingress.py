@@ -13,20 +13,24 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, File, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments.access import Access, AccessMiddleware
 from deployments.errors import as_domain_error
 from deployments.metrics import ingress_metrics
 from deployments.middleware import RequestMiddleware, json_error
 from imagetagger import __version__
+from imagetagger.auth import ApiKeys
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
+from imagetagger.ratelimit import RateLimiter
 from imagetagger.schemas import (
     BatchItemError,
     BatchRequest,
@@ -52,6 +56,22 @@ AUTHOR = "imagetagger developers"
 GITHUB_URL = "https://github.com/imagetagger/imagetagger"
 
 
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "The authentication scheme: `Bearer`.",
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds until this client's next request fits its limit.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
 def _responses(*errors: tuple[int, str, Any]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI error responses with the contract's examples."""
     docs: dict[int | str, dict[str, Any]] = {}
@@ -59,6 +79,8 @@ def _responses(*errors: tuple[int, str, Any]) -> dict[int | str, dict[str, Any]]
         model = ValidationErrorResponse if status == 422 else ErrorResponse
         example = error_example(error_type, detail)
         docs[status] = {"model": model, "content": {"application/json": {"example": example}}}
+        if status in _ERROR_HEADERS:
+            docs[status]["headers"] = _ERROR_HEADERS[status]
     return docs
 
 
@@ -72,6 +94,24 @@ VALIDATION = (
     [{"loc": ["query", "url"], "message": "Field required", "type": "missing"}],
 )
 OVERLOADED = (503, "Overloaded", "The service is overloaded; retry later.")
+UNAUTHORIZED = (401, "Unauthorized", "The API key is not valid.")
+RATE_LIMITED = (429, "RateLimited", "Too many requests; retry later.")
+
+# The security schemes /docs shows. They only document: AccessMiddleware checks keys
+# before the body is read, and with auto_error=False these never answer on their own.
+_KEYS_NOTE = " Required only when the operator configured API keys (off by default)."
+_BEARER = HTTPBearer(
+    scheme_name="BearerKey",
+    description="`Authorization: Bearer KEY`." + _KEYS_NOTE,
+    auto_error=False,
+)
+_API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKeyHeader",
+    description="`X-API-Key: KEY`." + _KEYS_NOTE,
+    auto_error=False,
+)
+GUARDED = [Security(_BEARER), Security(_API_KEY)]
 
 # Hard ceilings on request bodies, enforced while reading (FastAPI's body limit); the
 # live `max_upload_bytes` of user_config is checked on the file itself, below these.
@@ -121,7 +161,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     """Client-caused and capacity errors, raised here or in a downstream replica."""
     error = as_domain_error(exc)
     if error is not None:
-        return json_error(error.status_code, error.error_type, error.detail)
+        response = json_error(error.status_code, error.error_type, error.detail)
+        response.headers.update(error.headers)
+        return response
     logger.error("Unexpected error on %s %s: %r", request.method, request.url.path, exc)
     return json_error(500, "InternalError", "Internal error.")
 
@@ -130,6 +172,23 @@ for _error_class in (ImageTaggerError, RayError, RayServeException):
     app.add_exception_handler(_error_class, _domain_error)
 
 
+def _limiter_for(settings: IngressSettings, current: RateLimiter | None) -> RateLimiter | None:
+    """The limiter ``settings`` ask for: the current one (buckets kept) if unchanged."""
+    if settings.rate_limit_per_s == 0:
+        return None
+    wanted = (settings.rate_limit_per_s, settings.rate_limit_burst)
+    if current is not None and (current.rate_per_s, current.burst) == wanted:
+        return current
+    return RateLimiter(*wanted)
+
+
+def _replica_access() -> Access:
+    """The serving replica's Access (the ingress instance Serve routes requests to)."""
+    return serve.get_replica_context().servable_object.access
+
+
+# Starlette runs the last added outermost: RequestMiddleware logs the 401s and 429s too.
+app.add_middleware(AccessMiddleware, access=_replica_access)
 app.add_middleware(RequestMiddleware)
 
 
@@ -148,9 +207,22 @@ class ImageTagger:
         self._model_name = model_name
         self._settings = IngressSettings()
         self._in_flight = 0
+        # Keys come from the replica's environment (hashes only), read once at start;
+        # a missing or bad key file fails the replica rather than serving without keys.
+        self.access = Access(keys=ApiKeys.from_environ())
+        keys = self.access.keys
+        logger.info("API keys: %s", f"on, {len(keys)} configured" if keys else "off")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self._settings = IngressSettings.model_validate(user_config or {})
+        settings = IngressSettings.model_validate(user_config or {})
+        limiter = _limiter_for(settings, self.access.limiter)
+        if limiter is not self.access.limiter:
+            logger.info(
+                "rate limit: %s",
+                f"{limiter.rate_per_s}/s, burst {limiter.burst}, per client" if limiter else "off",
+            )
+        self._settings = settings
+        self.access.limiter = limiter
 
     @app.get("/", response_model=ServiceInfo, summary="Service information")
     async def info(self) -> ServiceInfo:
@@ -168,8 +240,16 @@ class ImageTagger:
         response_model=PredictionResponse,
         summary="Tag the image at a URL",
         responses=_responses(
-            INVALID_IMAGE, FORBIDDEN, UNREACHABLE, TOO_LARGE, VALIDATION, OVERLOADED
+            INVALID_IMAGE,
+            UNAUTHORIZED,
+            FORBIDDEN,
+            UNREACHABLE,
+            TOO_LARGE,
+            VALIDATION,
+            RATE_LIMITED,
+            OVERLOADED,
         ),
+        dependencies=GUARDED,
     )
     async def predict_url(
         self,
@@ -184,7 +264,10 @@ class ImageTagger:
         "/predictions",
         response_model=UploadPredictionResponse,
         summary="Tag an uploaded image",
-        responses=_responses(INVALID_IMAGE, TOO_LARGE, VALIDATION, OVERLOADED),
+        responses=_responses(
+            INVALID_IMAGE, UNAUTHORIZED, TOO_LARGE, VALIDATION, RATE_LIMITED, OVERLOADED
+        ),
+        dependencies=GUARDED,
         max_body_size=MAX_UPLOAD_BODY_BYTES,
     )
     async def predict_upload(
@@ -201,7 +284,8 @@ class ImageTagger:
         "/predictions/batch",
         response_model=BatchResponse,
         summary="Tag up to 64 image URLs at once",
-        responses=_responses(TOO_LARGE, VALIDATION, OVERLOADED),
+        responses=_responses(UNAUTHORIZED, TOO_LARGE, VALIDATION, RATE_LIMITED, OVERLOADED),
+        dependencies=GUARDED,
         max_body_size=MAX_BATCH_BODY_BYTES,
     )
     async def predict_batch(self, body: BatchRequest) -> BatchResponse:

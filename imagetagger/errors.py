@@ -7,6 +7,7 @@ in the code base decides an error's status or wording.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 
@@ -27,6 +28,11 @@ class ImageTaggerError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"type": self.error_type, "detail": self.detail}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer must carry besides the JSON body (none by default)."""
+        return {}
+
 
 class InvalidImage(ImageTaggerError):
     status_code = 400
@@ -46,6 +52,18 @@ class UnreachableURL(ImageTaggerError):
     default_detail = "Url cannot be reached."
 
 
+class Unauthorized(ImageTaggerError):
+    """API keys are configured and the request carries none, or one that is not valid."""
+
+    status_code = 401
+    error_type = "Unauthorized"
+    default_detail = "A valid API key is required."
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}  # RFC 9110: a 401 names its scheme
+
+
 class ImageTooLarge(ImageTaggerError):
     status_code = 413
     error_type = "ImageTooLarge"
@@ -58,11 +76,39 @@ class Overloaded(ImageTaggerError):
     default_detail = "The service is overloaded; retry later."
 
 
+class RateLimited(ImageTaggerError):
+    """The client passed its rate limit; ``retry_after_s`` is when a request fits again."""
+
+    status_code = 429
+    error_type = "RateLimited"
+    default_detail = "Too many requests; retry later."
+
+    def __init__(self, detail: str | None = None, retry_after_s: float = 1.0) -> None:
+        super().__init__(detail)
+        # Retry-After takes whole seconds; round up so a retry then is never early.
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+    def __reduce__(self):
+        return (type(self), (self.detail, self.retry_after_s))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class ModelLoadError(RuntimeError):
     """A model's weights could not be loaded; raised at startup, never per request."""
 
 
 ERROR_TABLE: dict[str, type[ImageTaggerError]] = {
     cls.error_type: cls
-    for cls in (InvalidImage, ForbiddenURL, UnreachableURL, ImageTooLarge, Overloaded)
+    for cls in (
+        InvalidImage,
+        Unauthorized,
+        ForbiddenURL,
+        UnreachableURL,
+        ImageTooLarge,
+        RateLimited,
+        Overloaded,
+    )
 }

@@ -4,6 +4,8 @@ Every failure a client can cause becomes a domain error: ``ForbiddenURL`` (the U
 a redirect leads to an address the ``AddressPolicy`` refuses), ``ImageTooLarge`` (more
 than ``max_bytes``, whatever Content-Length says), ``UnreachableURL`` (anything else:
 DNS, connection, non-2xx, timeout, too many redirects, a non-http(s) scheme).
+At most ``max_connections_per_host`` downloads from one host run at once per fetcher;
+more wait for a turn inside their own deadline.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from yarl import URL
 
 from imagetagger import __version__
 from imagetagger.errors import ForbiddenURL, ImageTooLarge, UnreachableURL
+from imagetagger.hostlimit import HostLimiter
 from imagetagger.netguard import AddressPolicy, GuardedConnector, caused_by_forbidden_address
 
 logger = logging.getLogger(__name__)
@@ -30,11 +33,13 @@ _SCHEMES = frozenset({"http", "https"})
 
 @dataclass(frozen=True)
 class FetchLimits:
-    """Per-download limits; ``timeout_s`` covers the whole download, redirects included."""
+    """Per-download limits; ``timeout_s`` covers the whole download, redirects included
+    (and any wait for a turn at a host that already has ``max_connections_per_host``)."""
 
     max_bytes: int = 20 * 2**20
     timeout_s: float = 10.0
     max_redirects: int = 5
+    max_connections_per_host: int = 8
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0:
@@ -43,6 +48,10 @@ class FetchLimits:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.max_redirects < 0:
             raise ValueError(f"max_redirects must be >= 0, got {self.max_redirects}")
+        if self.max_connections_per_host < 1:
+            raise ValueError(
+                f"max_connections_per_host must be >= 1, got {self.max_connections_per_host}"
+            )
 
 
 @dataclass(eq=False)
@@ -73,6 +82,7 @@ class ImageFetcher:
     ) -> None:
         self._policy = policy
         self._limits = limits or FetchLimits()
+        self._hosts = HostLimiter(self._limits.max_connections_per_host)
         self._resolver = resolver
         self._pool: _Pool | None = None
         self._retired: list[_Pool] = []
@@ -95,6 +105,9 @@ class ImageFetcher:
         """Apply new settings live; pooled connections made under the old policy are dropped."""
         self._policy = policy
         self._limits = limits
+        if limits.max_connections_per_host != self._hosts.limit:
+            # Fetches in flight keep their slots in the old limiter until they finish.
+            self._hosts = HostLimiter(limits.max_connections_per_host)
         pool, self._pool = self._pool, None
         if pool is not None:
             self._retired.append(pool)  # closed on the event loop once idle
@@ -110,11 +123,11 @@ class ImageFetcher:
 
     async def fetch(self, url: str) -> bytes:
         """Return the body at ``url``, following at most ``max_redirects`` redirects."""
-        limits = self._limits
+        limits, hosts = self._limits, self._hosts
         pool = self._acquire()
         try:
             async with asyncio.timeout(limits.timeout_s):
-                return await self._follow(pool.session, url, limits)
+                return await self._follow(pool.session, url, limits, hosts)
         except TimeoutError as exc:
             logger.info("fetch of %s timed out after %.1f s", url, limits.timeout_s)
             raise UnreachableURL() from exc
@@ -162,7 +175,9 @@ class ImageFetcher:
         else:  # its loop is gone: nothing can be awaited there, just let go of it
             pool.session.detach()
 
-    async def _follow(self, session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> bytes:
+    async def _follow(
+        self, session: aiohttp.ClientSession, url: str, limits: FetchLimits, hosts: HostLimiter
+    ) -> bytes:
         try:
             target = URL(url)
         except (TypeError, ValueError) as exc:
@@ -171,7 +186,8 @@ class ImageFetcher:
             if target.scheme not in _SCHEMES or not target.raw_host:
                 logger.info("refused %s: not an absolute http(s) URL", target)
                 raise UnreachableURL()
-            location = await self._get(session, target, limits)
+            async with hosts.slot(target.raw_host):  # each hop takes its own host's turn
+                location = await self._get(session, target, limits)
             if isinstance(location, bytes):
                 return location
             try:

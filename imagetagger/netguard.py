@@ -140,6 +140,12 @@ def _ip_literal(host: str) -> IPAddress | None:
     return None
 
 
+def ip_literal(host: str) -> IPAddress | None:
+    """The address an IP-literal host denotes, IPv4-mapped IPv6 unwrapped; else None."""
+    address = _ip_literal(host)
+    return None if address is None else parse_ip(address)
+
+
 class ForbiddenAddressError(OSError):
     """Raised by the socket factory: a connection to a forbidden address was attempted."""
 

@@ -1,6 +1,6 @@
 """Pydantic models of the HTTP contract: what clients send and what they get back.
 
-The shapes are fixed by the original Image Tagger (see SPEC.md); the OpenAPI document
+The shapes are fixed by the original Image Tagger (docs/API.md); the OpenAPI document
 is generated from these models, so their examples are the ones clients see in /docs.
 """
 

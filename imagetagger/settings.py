@@ -35,6 +35,12 @@ class DownloaderSettings(BaseModel):
         default=64_000_000, gt=0, description="Largest width x height, from the header."
     )
     timeout_s: float = Field(default=10.0, gt=0, description="Whole-download deadline.")
+    max_connections_per_host: int = Field(
+        default=8,
+        ge=1,
+        description="Downloads from one host at once, per replica; more wait their turn "
+        "within their deadline, so one client cannot flood a third-party host.",
+    )
 
 
 class ModelSettings(BaseModel):
@@ -65,4 +71,17 @@ class IngressSettings(BaseModel):
     )
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Deadline for one image; past it the answer is 503."
+    )
+    rate_limit_per_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Requests per second one client may make to the tagging routes, per "
+        "ingress replica (the client is its API key when keys are on, else its address). "
+        "0: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        default=20,
+        ge=1,
+        description="Requests a client may make at once before the rate applies (the "
+        "token bucket's size); used only when rate_limit_per_s > 0.",
     )

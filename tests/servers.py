@@ -5,7 +5,7 @@ suite is one of these. The server speaks just enough HTTP/1.1 (one request per
 connection, ``Connection: close``) and writes raw bytes, so handlers can misbehave on
 purpose: lie about Content-Length, drip bytes, hang up mid-body. Every accepted TCP
 connection is counted before a byte is read, which lets a test prove that a forbidden
-address was never contacted.
+address was never contacted; ``peak_connections`` is the most open at once.
 
 Usage::
 
@@ -198,7 +198,8 @@ def gzip_encoded(raw: bytes, content_type: str = "application/octet-stream") -> 
 class LoopbackServer:
     """An HTTP/1.1 server on a loopback address, in its own thread and event loop.
 
-    ``connections`` counts accepted TCP connections (before anything is read);
+    ``connections`` counts accepted TCP connections (before anything is read), and
+    ``peak_connections`` the most that were open at the same time;
     ``requests`` records each request that arrived. Use it as a context manager, or
     call ``start``/``stop``. Only loopback hosts are accepted.
     """
@@ -219,6 +220,8 @@ class LoopbackServer:
         self.default = default or status(404)
         self.requests: list[RecordedRequest] = []
         self._connections = 0
+        self._open = 0
+        self._peak = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -230,6 +233,12 @@ class LoopbackServer:
         """Accepted TCP connections so far."""
         with self._lock:
             return self._connections
+
+    @property
+    def peak_connections(self) -> int:
+        """The most TCP connections open at once so far."""
+        with self._lock:
+            return self._peak
 
     @property
     def base_url(self) -> str:
@@ -310,6 +319,8 @@ class LoopbackServer:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         with self._lock:
             self._connections += 1
+            self._open += 1
+            self._peak = max(self._peak, self._open)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -322,6 +333,9 @@ class LoopbackServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client hung up; that is what some tests are about
         finally:
+            # Open until the answer is written: the client cannot be done before that.
+            with self._lock:
+                self._open -= 1
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):

@@ -8,13 +8,16 @@ memory and compared with the committed file.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
 import pytest
 import ray
 import yaml
@@ -29,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 GPU_CONFIG = ROOT / "configs" / "serve_gpu.yaml"
 MANIFEST = ROOT / "configs" / "kuberay" / "rayservice.yaml"
+# KubeRay's RayService CRD schema (v1.6.1), pod templates left free-form (tests/data/README.md).
+CRD_SCHEMA = ROOT / "tests" / "data" / "kuberay" / "rayservice-v1.6.1.schema.json"
 PRESETS = sorted((ROOT / "configs" / "models").glob("*.yaml"))
 SETTINGS: dict[str, type[BaseModel]] = {
     "ImageTagger": IngressSettings,
@@ -204,6 +209,62 @@ def test_manifest_top_level() -> None:
     assert resources["requests"] and resources["limits"]
 
 
+def _strict(schema: Any) -> Any:
+    """The CRD schema refusing unknown fields: Kubernetes would silently drop a typo."""
+    if isinstance(schema, dict):
+        schema = {key: _strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [_strict(item) for item in schema]
+    return schema
+
+
+def _crd_validator() -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(_strict(json.loads(CRD_SCHEMA.read_text())))
+
+
+def test_manifest_validates_against_the_rayservice_crd() -> None:
+    errors = [
+        f"{list(e.absolute_path)}: {e.message}" for e in _crd_validator().iter_errors(_manifest())
+    ]
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("authOptions", {"mode": "tokens"}), ("authOption", {"mode": "token"})],
+)
+def test_the_crd_check_catches_a_bad_or_misspelt_field(field: str, value: Any) -> None:
+    manifest = copy.deepcopy(_manifest())
+    cluster = manifest["spec"]["rayClusterConfig"]
+    cluster.pop("authOptions")
+    cluster[field] = value
+    assert not _crd_validator().is_valid(manifest)
+
+
+def test_cluster_requires_token_authentication() -> None:
+    """SPEC: Ray's cluster is never left open; on KubeRay that is authOptions.mode: token."""
+    assert _manifest()["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}
+
+
+def test_every_pod_reads_the_optional_api_key_hashes() -> None:
+    """Any pod may host an ingress replica, so each reads the same (optional) Secret."""
+    expected = {
+        "name": "IMAGETAGGER_API_KEY_HASHES",
+        "valueFrom": {
+            "secretKeyRef": {"name": "imagetagger-api-keys", "key": "hashes", "optional": True}
+        },
+    }
+    for name, pod in _pod_specs(_manifest()["spec"]["rayClusterConfig"]):
+        for container in pod["containers"]:
+            assert expected in container["env"], name
+
+
 def _pod_specs(cluster: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     groups = [("head", cluster["headGroupSpec"])]
     groups += [(g["groupName"], g) for g in cluster["workerGroupSpecs"]]
@@ -351,5 +412,5 @@ def test_every_ray_container_runs_in_the_serving_mode() -> None:
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     for group in groups:
         for container in group["template"]["spec"]["containers"]:
-            env = {item["name"]: item["value"] for item in container.get("env", [])}
+            env = {item["name"]: item.get("value") for item in container.get("env", [])}
             assert {key: env.get(key) for key in SERVING_ENV} == SERVING_ENV, container["name"]

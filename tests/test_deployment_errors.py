@@ -15,6 +15,8 @@ from imagetagger.errors import (
     ImageTooLarge,
     InvalidImage,
     Overloaded,
+    RateLimited,
+    Unauthorized,
     UnreachableURL,
 )
 
@@ -41,6 +43,14 @@ def test_errors_survive_pickling_across_processes() -> None:
         assert type(error) is cls and error.detail == "custom detail"
 
 
+def test_rate_limited_keeps_its_retry_after_across_processes() -> None:
+    error = pickle.loads(pickle.dumps(RateLimited("slow down", retry_after_s=7)))
+    assert (error.detail, error.retry_after_s) == ("slow down", 7)
+    assert error.headers == {"Retry-After": "7"}
+    assert Unauthorized().headers == {"WWW-Authenticate": "Bearer"}
+    assert InvalidImage().headers == {}
+
+
 def test_backpressure_and_dead_replicas_are_overloaded() -> None:
     assert type(as_domain_error(BackPressureError(5, 4))) is Overloaded
     dead = as_domain_error(ActorDiedError())
@@ -55,9 +65,11 @@ def test_bugs_are_not_client_errors() -> None:
 def test_error_table_statuses() -> None:
     assert {name: cls.status_code for name, cls in ERROR_TABLE.items()} == {
         "InvalidImage": 400,
+        "Unauthorized": 401,
         "ForbiddenURL": 403,
         "UnreachableURL": 404,
         "ImageTooLarge": 413,
+        "RateLimited": 429,
         "Overloaded": 503,
     }
     assert InvalidImage().detail == "Url is not pointing to a valid image format."

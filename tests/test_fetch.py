@@ -117,13 +117,21 @@ def test_body_of_exactly_max_bytes_is_accepted(origin: servers.LoopbackServer) -
 def test_defaults() -> None:
     limits = FetchLimits()
     assert (limits.max_bytes, limits.timeout_s, limits.max_redirects) == (20 * 2**20, 10.0, 5)
+    assert limits.max_connections_per_host == 8
     assert ImageFetcher(AddressPolicy([])).limits == limits
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.max_bytes = 1  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_bytes": 0}, {"timeout_s": 0}, {"timeout_s": -1.0}, {"max_redirects": -1}]
+    "kwargs",
+    [
+        {"max_bytes": 0},
+        {"timeout_s": 0},
+        {"timeout_s": -1.0},
+        {"max_redirects": -1},
+        {"max_connections_per_host": 0},
+    ],
 )
 def test_invalid_limits_raise(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -553,3 +561,81 @@ def test_fetcher_survives_a_new_event_loop(origin: servers.LoopbackServer) -> No
     assert asyncio.run(fetcher.fetch(origin.url("/img"))) == IMAGE[:800]
     assert asyncio.run(fetcher.fetch(origin.url("/img"))) == IMAGE[:800]
     asyncio.run(fetcher.close())
+
+
+# --- per-host connection cap -------------------------------------------------------
+
+
+def fetch_many(urls: list[str], limits: FetchLimits) -> list[bytes | BaseException]:
+    """Fetch ``urls`` concurrently on one fetcher; each result or its error, in order."""
+
+    async def run() -> list[bytes | BaseException]:
+        fetcher = ImageFetcher(AddressPolicy(ALLOWED), limits)
+        try:
+            return await asyncio.gather(*(fetcher.fetch(u) for u in urls), return_exceptions=True)
+        finally:
+            await fetcher.close()
+
+    return asyncio.run(run())
+
+
+def test_at_most_max_connections_per_host_and_every_fetch_succeeds(
+    origin: servers.LoopbackServer,
+) -> None:
+    origin.add_route("/slow", servers.delayed(servers.respond(IMAGE[:800]), 0.05))
+    limits = FetchLimits(max_bytes=1000, timeout_s=10.0, max_connections_per_host=2)
+    results = fetch_many([origin.url("/slow")] * 32, limits)
+    assert results == [IMAGE[:800]] * 32
+    assert origin.peak_connections == 2  # the cap was reached, never passed
+    assert origin.connections == 32
+
+
+def test_every_spelling_and_port_of_a_host_shares_its_cap(
+    origin: servers.LoopbackServer,
+) -> None:
+    origin.add_route("/slow", servers.delayed(servers.respond(IMAGE[:800]), 0.05))
+    with servers.LoopbackServer(ORIGIN_HOST, {"/slow": origin.routes["/slow"]}) as second:
+        spellings = [
+            origin.url("/slow"),
+            f"http://2130706434:{origin.port}/slow",  # 127.0.0.2 as one number
+            f"http://0x7f000002:{origin.port}/slow",
+            second.url("/slow"),  # the same host on another port
+        ]
+        limits = FetchLimits(max_bytes=1000, timeout_s=10.0, max_connections_per_host=1)
+        results = fetch_many(spellings * 4, limits)
+        assert results == [IMAGE[:800]] * 16
+        assert origin.peak_connections + second.peak_connections <= 2
+        assert max(origin.peak_connections, second.peak_connections) == 1
+
+
+def test_a_fetch_waits_for_its_turn_within_its_deadline(origin: servers.LoopbackServer) -> None:
+    origin.add_route("/slow", servers.delayed(servers.respond(IMAGE[:800]), 0.4))
+    started = time.monotonic()
+    limits = FetchLimits(max_bytes=1000, timeout_s=5.0, max_connections_per_host=1)
+    assert fetch_many([origin.url("/slow")] * 3, limits) == [IMAGE[:800]] * 3
+    assert time.monotonic() - started >= 1.2  # one after another, none refused early
+
+    # A turn that never comes within the deadline is a timeout like any other.
+    origin.add_route("/hang", servers.delayed(servers.respond(IMAGE[:800]), 30))
+    limits = FetchLimits(max_bytes=1000, timeout_s=0.6, max_connections_per_host=1)
+    started = time.monotonic()
+    hung, waited = fetch_many([origin.url("/hang"), origin.url("/img")], limits)
+    assert isinstance(hung, UnreachableURL) and isinstance(waited, UnreachableURL)
+    assert 0.5 <= time.monotonic() - started < 1.5
+
+
+def test_configure_changes_the_cap_live(origin: servers.LoopbackServer) -> None:
+    origin.add_route("/slow", servers.delayed(servers.respond(IMAGE[:800]), 0.05))
+
+    async def run() -> None:
+        fetcher = ImageFetcher(AddressPolicy(ALLOWED), FetchLimits(max_connections_per_host=1))
+        try:
+            await asyncio.gather(*(fetcher.fetch(origin.url("/slow")) for _ in range(6)))
+            assert origin.peak_connections == 1
+            fetcher.configure(AddressPolicy(ALLOWED), FetchLimits(max_connections_per_host=3))
+            await asyncio.gather(*(fetcher.fetch(origin.url("/slow")) for _ in range(12)))
+            assert origin.peak_connections == 3
+        finally:
+            await fetcher.close()
+
+    asyncio.run(run())

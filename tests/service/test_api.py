@@ -228,7 +228,7 @@ def test_openapi_documents_every_route(service: Service) -> None:
     assert set(spec["paths"]["/predictions"]) == {"get", "post"}
     get = spec["paths"]["/predictions"]["get"]
     assert {p["name"] for p in get["parameters"]} == {"url", "top", "minconf"}
-    assert {"200", "400", "403", "404", "413", "422", "503"} <= set(get["responses"])
+    assert {"200", "400", "401", "403", "404", "413", "422", "429", "503"} <= set(get["responses"])
     example = get["responses"]["400"]["content"]["application/json"]["example"]
     assert example == INVALID_IMAGE
 
