@@ -18,7 +18,7 @@ from imagetagger.models import litert
 from imagetagger.models.litert import LiteRTClassifier, load_litert_classifier
 from imagetagger.models.runtimes import RuntimeOptions, load_model
 from imagetagger.models.specs import get_spec
-from tests import images
+from tests import cache_damage, images
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,25 +141,7 @@ def test_flatbuffer_is_keyed_by_the_weights(lite0_cache: Path, tmp_path: Path) -
     assert litert.flatbuffer_file(spec, lite0_cache, weights_path=str(other)) != cached
 
 
-def _garbage(path: Path) -> None:
-    path.write_bytes(b"not a flatbuffer")
-
-
-def _flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def _drop_sidecar(path: Path) -> None:
-    path.with_name(path.name + ".sha256").unlink()
-
-
-@pytest.mark.parametrize("damage", [_garbage, _flip_a_byte, _truncate, _drop_sidecar])
+@pytest.mark.parametrize("damage", cache_damage.DAMAGES)
 def test_damaged_flatbuffer_is_rebuilt(
     lite0_cache: Path, conversions: list[str], lite0_classifier, damage, caplog
 ) -> None:

@@ -40,6 +40,7 @@ from imagetagger.models.efficientnet_lite import (
 )
 from imagetagger.models.keras_apps import IMAGENET_URL, WEIGHTS_ENV, build_efficientnet_b3
 from imagetagger.models.torch_legacy import read_state_dict
+from tests import cache_damage
 
 LITE_FIXTURES = {"efficientnet_lite0": "lite0_classifier", "efficientnet_lite2": "lite2_classifier"}
 
@@ -302,25 +303,7 @@ def test_cache_is_written_then_used(tmp_path: Path, conversions: list[Path]) -> 
     print(f"lite0 load: converted {converted_s:.2f}s, from cache {cached_s:.2f}s")
 
 
-def _garbage(path: Path) -> None:
-    path.write_bytes(b"not an hdf5 file")
-
-
-def _flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def _drop_sidecar(path: Path) -> None:
-    path.with_name(path.name + ".sha256").unlink()
-
-
-@pytest.mark.parametrize("damage", [_garbage, _flip_a_byte, _truncate, _drop_sidecar])
+@pytest.mark.parametrize("damage", cache_damage.DAMAGES)
 def test_damaged_cache_is_rebuilt(
     tmp_path: Path, conversions: list[Path], lite0_classifier: Classifier, damage, caplog
 ) -> None:
@@ -338,7 +321,7 @@ def test_damaged_cache_is_rebuilt(
     np.testing.assert_allclose(
         rebuilt.predict_proba(batch), lite0_classifier.predict_proba(batch), atol=1e-6
     )
-    if damage is not _drop_sidecar:
+    if damage is not cache_damage.drop_sidecar:
         assert "Ignoring unusable weight cache" in caplog.text
 
 

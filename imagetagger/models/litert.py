@@ -26,12 +26,12 @@ import numpy as np
 
 from imagetagger.errors import ModelLoadError
 from imagetagger.models import checksums
+from imagetagger.models.batches import NUM_CLASSES, check_batch, no_probabilities
 from imagetagger.models.sources import weights_fingerprint
 from imagetagger.models.specs import ModelSpec, get_spec
 
 logger = logging.getLogger(__name__)
 
-NUM_CLASSES = 1000
 PRECISIONS = ("float32", "int8")
 # Bump when the conversion (graph wrapper, converter options) changes: old files are ignored.
 FLATBUFFER_FORMAT = 1
@@ -135,15 +135,11 @@ class LiteRTClassifier:
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 (N, 1000), for a uint8 batch (N, S, S, 3)."""
-        size = self.spec.input_size
-        if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 numpy array, got {getattr(batch, 'dtype', batch)}")
-        if batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
-            raise ValueError(f"expected shape (N, {size}, {size}, 3), got {batch.shape}")
+        batch = check_batch(self.spec, batch)
         if batch.shape[0] == 0:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+            return no_probabilities()
         with self._interpreter() as interpreter:
-            return interpreter.run(np.ascontiguousarray(batch))
+            return interpreter.run(batch)
 
     def warmup(self, batch_size: int = 1) -> np.ndarray:
         """Run every interpreter once (XNNPACK packs its weights on the first call)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from imagetagger.errors import ModelLoadError
 from imagetagger.models import weight_cache
+from imagetagger.models.batches import check_batch, no_probabilities
 from imagetagger.models.efficientnet_lite import assign_torch_weights, build_efficientnet_lite
 from imagetagger.models.keras_apps import load_efficientnet_b3
 from imagetagger.models.sources import package_weights_file
@@ -26,7 +27,6 @@ from imagetagger.models.torch_legacy import UnsafePickleError, read_state_dict
 
 logger = logging.getLogger(__name__)
 
-NUM_CLASSES = 1000
 COMPUTE_DTYPES = ("float32", "mixed_float16", "mixed_bfloat16")
 # Bump when the Keras graph or the torch->Keras mapping changes: old caches are then ignored.
 CACHE_FORMAT = 1
@@ -67,14 +67,10 @@ class Classifier:
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 (N, 1000), for a uint8 batch (N, S, S, 3)."""
-        size = self.spec.input_size
-        if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 numpy array, got {getattr(batch, 'dtype', batch)}")
-        if batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
-            raise ValueError(f"expected shape (N, {size}, {size}, 3), got {batch.shape}")
+        batch = check_batch(self.spec, batch)
         if batch.shape[0] == 0:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        return np.asarray(self._infer(np.ascontiguousarray(batch)), dtype=np.float32)
+            return no_probabilities()
+        return np.asarray(self._infer(batch), dtype=np.float32)
 
     def warmup(self, batch_size: int = 1) -> np.ndarray:
         """Run one batch so the first request does not pay for tracing and kernel setup."""

@@ -224,22 +224,27 @@ def tensorflow_app_config(allowed_networks: list[str]) -> dict[str, Any]:
 
 
 @contextmanager
-def tensorflow_service(service: Service) -> Iterator[Service]:
-    """Deploy the ``tensorflow`` twin beside the session's app; remove it after."""
-    import copy
+def beside_the_session_app(service: Service, app: dict[str, Any]) -> Iterator[str]:
+    """Deploy ``app`` next to the session's app (left running as is); remove it after.
 
+    Yields the new app's base URL (the session's HTTP port plus its route prefix).
+    """
     port = urlsplit(service.base_url).port
     assert port is not None
-    allowed = [f"{IMAGE_HOST}/32"]
-    main = test_serve_config(port, allowed)  # identical to the session's: left running
-    with_tf = copy.deepcopy(main)
-    with_tf["applications"].append(tensorflow_app_config(allowed))
-    deploy(with_tf)
-    twin = Service(service.base_url + TF_PREFIX, service.images, service.metrics_url)
+    main = test_serve_config(port, [f"{IMAGE_HOST}/32"])  # identical to the session's
+    deploy({**main, "applications": [*main["applications"], app]})
+    base_url = service.base_url + app["route_prefix"]
     try:
-        wait_for(TF_APP, twin.base_url)
-        yield twin
+        wait_for(app["name"], base_url)
+        yield base_url
     finally:
         deploy(main)
-        wait_for(TF_APP, twin.base_url, present=False)
+        wait_for(app["name"], base_url, present=False)
         wait_for("imagetagger", service.base_url)
+
+
+@contextmanager
+def tensorflow_service(service: Service) -> Iterator[Service]:
+    """The ``tensorflow`` twin beside the session's app, for as long as it is needed."""
+    with beside_the_session_app(service, tensorflow_app_config([f"{IMAGE_HOST}/32"])) as url:
+        yield Service(url, service.images, service.metrics_url)

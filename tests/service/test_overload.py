@@ -11,20 +11,18 @@ the session deploys the main app (``deploy_apps`` with a full Serve config), and
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
+from tests.service.conftest import IMAGE_HOST, Service, beside_the_session_app
 
 SMALL_APP = "imagetagger-small"
 SMALL_PREFIX = "/small"
@@ -116,12 +114,6 @@ class SmallApp:
 
 @pytest.fixture(scope="module")
 def small_app(service: Service) -> Iterator[SmallApp]:
-    port = urlsplit(service.base_url).port
-    assert port is not None
-    allowed = [f"{IMAGE_HOST}/32"]
-    main = test_serve_config(port, allowed)  # identical to the session's: left running as is
-    with_small = copy.deepcopy(main)
-    with_small["applications"].append(small_app_config(allowed))
     chelsea = CHELSEA.read_bytes()
     routes = {
         "/chelsea.jpg": servers.respond(chelsea, "image/jpeg"),
@@ -130,15 +122,9 @@ def small_app(service: Service) -> Iterator[SmallApp]:
     }
     with servers.LoopbackServer(IMAGE_HOST, routes) as images:
         main_replicas = replica_names("imagetagger")
-        deploy(with_small)
-        small = SmallApp(service.base_url + SMALL_PREFIX, images, main_replicas)
-        try:
-            wait_for(SMALL_APP, small.base_url)
-            yield small
-        finally:
-            deploy(main)
-            wait_for(SMALL_APP, small.base_url, present=False)
-            wait_for("imagetagger", service.base_url)
+        app = small_app_config([f"{IMAGE_HOST}/32"])
+        with beside_the_session_app(service, app) as base_url:
+            yield SmallApp(base_url, images, main_replicas)
 
 
 def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
