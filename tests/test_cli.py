@@ -25,6 +25,7 @@ from PIL import Image
 
 from imagetagger import cli
 from imagetagger.labels import LABELS
+from imagetagger.serving_env import SERVING_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT_LABELS = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}
@@ -204,7 +205,12 @@ import json, os, signal, sys, time
 record = os.environ["FAKE_SERVE_RECORD"]
 mode = os.environ.get("FAKE_SERVE_MODE", "graceful")
 config_path = sys.argv[2]
-state = {{"argv": sys.argv[1:], "config": open(config_path).read(), "signals": []}}
+state = {{
+    "argv": sys.argv[1:],
+    "config": open(config_path).read(),
+    "signals": [],
+    "env": {{k: v for k, v in os.environ.items() if k.startswith("RAY_")}},
+}}
 
 
 def write():
@@ -255,7 +261,8 @@ class ServeRun:
         config = tmp_path / "serve_config.yaml"
         config.write_text(yaml.safe_dump(BASE_CONFIG, sort_keys=False))
         self.record = tmp_path / "record.json"
-        environ = {k: v for k, v in os.environ.items() if k not in ("PORT", "IMAGETAGGER_MODEL")}
+        dropped = {"PORT", "IMAGETAGGER_MODEL", *SERVING_ENV}  # what `serve` gets is ours
+        environ = {k: v for k, v in os.environ.items() if k not in dropped}
         environ.update(
             PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             FAKE_SERVE_RECORD=str(self.record),
@@ -323,6 +330,17 @@ def test_serve_runs_serve_run_on_the_effective_config(serve_run) -> None:
     assert run.finish() == 0
     assert run.state()["signals"] == ["SIGINT"]  # Serve's graceful shutdown path
     assert not Path(state["argv"][1]).exists()  # the temporary config is removed
+
+
+def test_serve_runs_serve_in_the_serving_mode(serve_run) -> None:
+    run = serve_run(env={"RAY_SERVE_HAPROXY_NBTHREAD": "3"})  # exported values win
+    env = run.wait_started()["env"]
+    assert {key: env.get(key) for key in SERVING_ENV} == {
+        **SERVING_ENV,
+        "RAY_SERVE_HAPROXY_NBTHREAD": "3",
+    }
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish() == 0
 
 
 def test_serve_cli_options_override_env(serve_run) -> None:
