@@ -110,8 +110,8 @@ def _expand(source: str, skipped: Counter[str]) -> Iterator[Input]:
 def _walk(directory: str, skipped: Counter[str]) -> Iterator[Input]:
     """Every image file under ``directory``, sorted; hidden directories are not entered."""
     for root, dirs, files in os.walk(directory):
-        hidden_dirs = [name for name in dirs if name.startswith(".")]
-        skipped[SKIP_HIDDEN] += len(hidden_dirs)
+        if hidden_dirs := [name for name in dirs if name.startswith(".")]:
+            skipped[SKIP_HIDDEN] += len(hidden_dirs)
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         yield from _filtered((os.path.join(root, name) for name in sorted(files)), skipped)
 

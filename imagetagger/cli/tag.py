@@ -81,7 +81,7 @@ def ray_session(address: str | None) -> Iterator[None]:
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False)
     try:
         yield
     finally:
