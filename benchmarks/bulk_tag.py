@@ -106,14 +106,16 @@ def _sample_peak(token: str, stop: threading.Event, peak: list[int]) -> None:
         stop.wait(0.2)
 
 
-def tag_command(folder: Path, out: Path, model: str, runtime: str, interpreters: int) -> TagRun:
+def tag_command(
+    folder: Path, out: Path, model: str, runtime: str, interpreters: int, *extra: str
+) -> TagRun:
     """Run ``imagetagger tag`` on ``folder`` as a subprocess; time it and sample its PSS."""
     token = uuid.uuid4().hex
     env = {**os.environ, MARKER: token}
     env.pop("RAY_ADDRESS", None)
     command = [sys.executable, "-m", "imagetagger.cli", "tag", str(folder), "--out", str(out)]
     command += ["--model", model, "--runtime", runtime, "--top", "5"]
-    command += ["--interpreters", str(interpreters)]
+    command += ["--interpreters", str(interpreters), *extra]
     stop, peak = threading.Event(), [0]
     sampler = threading.Thread(target=_sample_peak, args=(token, stop, peak), daemon=True)
     sampler.start()

@@ -15,6 +15,7 @@ turns each failure into that input's error row. This is the only module of
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import time
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 16
 #: URLs one fetch task downloads concurrently.
 FETCH_BATCH_SIZE = 16
+#: Files per read task. Ray Data's default splits any collection into ~200 read tasks,
+#: so their blocks (and the memory in flight) grew with the collection; a fixed number
+#: of files per block keeps the job's memory independent of its size.
+FILES_PER_READ_BLOCK = 16
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,14 @@ class PipelineOptions:
     actors: int = 1
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
+    decode_cpus: float = 1.0
     batch_size: int = DEFAULT_BATCH_SIZE
 
     def __post_init__(self) -> None:
         if self.actors < 1 or self.batch_size < 1:
             raise ValueError("actors and batch_size must be at least 1")
-        if self.cpus_per_actor < 0 or self.gpus_per_actor < 0:
-            raise ValueError("cpus_per_actor and gpus_per_actor must be >= 0")
+        if min(self.cpus_per_actor, self.gpus_per_actor, self.decode_cpus) < 0:
+            raise ValueError("cpus_per_actor, gpus_per_actor and decode_cpus must be >= 0")
         if self.gpus_per_actor and self.model.runtime != "tensorflow":
             raise ValueError("GPUs need the tensorflow runtime (litert runs on CPUs)")
 
@@ -133,9 +139,11 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
     parts: list[ray.data.Dataset] = []
     if files:
         parts.append(
-            ray.data.read_binary_files(files, include_paths=True).map_batches(
-                from_binary_files, batch_format="pyarrow"
-            )
+            ray.data.read_binary_files(
+                files,
+                include_paths=True,
+                override_num_blocks=math.ceil(len(files) / FILES_PER_READ_BLOCK),
+            ).map_batches(from_binary_files, batch_format="pyarrow")
         )
     if others:
         items = [{"kind": item.kind, "source": item.source} for item in others]
@@ -155,6 +163,7 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
         decode_batch,
         batch_format="pyarrow",
         batch_size=options.batch_size,
+        num_cpus=options.decode_cpus,
         fn_kwargs={
             "size": spec.input_size,
             "crop_padding": spec.crop_padding,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,15 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def cidr(text: str) -> str:
+    """A network such as ``127.0.0.1/32`` or ``10.1.0.0/16`` (host bits ignored)."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid network {text!r}") from None
+    return text
 
 
 def resolve_runtime(cli_runtime: str | None, gpus: float) -> str:
@@ -113,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         settings=DownloaderSettings(allowed_networks=args.allow_network),
         actors=args.actors,
         gpus_per_actor=args.gpus,
+        decode_cpus=args.decode_cpus,
         batch_size=args.batch_size,
     )
     fmt = args.format or format_for(args.out)
@@ -181,6 +192,7 @@ def add_parser(commands: Any) -> None:
     )
     tag.add_argument(
         "--allow-network",
+        type=cidr,
         action="append",
         default=[],
         metavar="CIDR",
@@ -200,6 +212,12 @@ def add_parser(commands: Any) -> None:
         type=positive_int,
         default=2,
         help="litert: interpreters per actor, images run at once (default: 2)",
+    )
+    tag.add_argument(
+        "--decode-cpus",
+        type=non_negative_float,
+        default=1.0,
+        help="CPUs per decode task (default: 1)",
     )
     tag.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per model call (default: 16)"
