@@ -128,7 +128,10 @@ def tag_command(
         sampler.join()
         kill_marked(token)
     if done.returncode != 0:
-        raise RuntimeError(f"imagetagger tag failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        log = out.with_suffix(".stderr.log")
+        log.write_text(done.stderr)
+        tail = "\n".join(done.stderr.splitlines()[-60:])
+        raise RuntimeError(f"imagetagger tag failed ({done.returncode}); stderr tail:\n{tail}")
     summary = done.stdout.strip().splitlines()[-1]
     match = _RATE.search(summary)
     if not match:

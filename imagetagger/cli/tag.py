@@ -32,6 +32,7 @@ from imagetagger.settings import DownloaderSettings
 _TOP = TypeAdapter(Top)
 _MINCONF = TypeAdapter(MinConf)
 FORMATS = ("jsonl", "parquet")
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
 def positive_int(text: str) -> int:
@@ -78,16 +79,16 @@ def resolve_runtime(cli_runtime: str | None, gpus: float) -> str:
 
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Ray for the job: a cluster at ``address``, else an embedded one on this machine.
-
-    A Ray that this process already started (a caller's, or a test's) is used as is and
-    left running.
+    """Ray for the job: the cluster at ``address`` (or ``$RAY_ADDRESS``, which a Ray Job's
+    driver gets), else a new embedded instance sized to this machine, never one that
+    happens to run here already. A Ray this process started before is used as it is.
     """
     import ray
 
     if ray.is_initialized():
         yield
         return
+    address = address or os.environ.get(RAY_ADDRESS_ENV) or None
     if address:
         ray.init(address=address)
     else:
