@@ -33,6 +33,7 @@ _TOP = TypeAdapter(Top)
 _MINCONF = TypeAdapter(MinConf)
 FORMATS = ("jsonl", "parquet")
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
+_MODEL_LOAD_ERROR = "imagetagger.errors.ModelLoadError"
 
 
 def positive_int(text: str) -> int:
@@ -100,6 +101,8 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import ray.exceptions
+
     from imagetagger.bulk.output import format_for
     from imagetagger.bulk.pipeline import PipelineOptions, run_job
     from imagetagger.bulk.sources import collect
@@ -134,8 +137,19 @@ def run(args: argparse.Namespace) -> int:
         except ModelLoadError as exc:
             print(f"imagetagger tag: cannot load {args.model}: {exc}", file=sys.stderr)
             return 1
+        except ray.exceptions.ActorDiedError as exc:  # the model actor's __init__ raised
+            print(f"imagetagger tag: cannot load {args.model}: {_cause(exc)}", file=sys.stderr)
+            return 1
     print(f"imagetagger tag: {summary.line()} -> {args.out}")
     return 0
+
+
+def _cause(exc: BaseException) -> str:
+    """The model's own error out of Ray's report of a dead actor (its last line naming it)."""
+    text = str(exc)
+    marker = f"{_MODEL_LOAD_ERROR}: "
+    lines = [line for line in text.splitlines() if marker in line]
+    return lines[-1].split(marker, 1)[1] if lines else text.splitlines()[0]
 
 
 def add_parser(commands: Any) -> None:

@@ -198,3 +198,18 @@ def test_manifest_of_urls_and_paths(
         "7 rows: 3 images, 4 errors (FileNotFound 1, ForbiddenURL 1, InvalidImage 1, "
         "UnreachableURL 1), 0 skipped;" in run.stdout
     )
+
+
+def test_a_model_that_cannot_load_exits_1_and_writes_nothing(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.pth"
+    out = tmp_path / "tags.jsonl"
+    run = tag(out, str(collection / "gif"), "--weights-path", str(missing))
+    assert run.status == 1
+    assert "rows:" not in run.stdout  # no summary (Ray itself may print the actor's error)
+    assert (
+        f"imagetagger tag: cannot load {MODEL}: model '{MODEL}': weights file '{missing}' "
+        "is unreadable" in capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []
