@@ -49,8 +49,11 @@ def test_bulk_rows_equal_the_api(service: Service) -> None:
     config = ModelConfig(model=spec.name, runtime=args["runtime"], top=5)
     tagger = Tagger(config.to_dict(), classifier=load_model(spec.name, options))
     rows = [json.loads(line) for line in json_lines(tagger(crops)).splitlines()]
-    answers = [service.predict(url, top=5).json() for url in urls]
-    assert rows == answers
+    # POST /predictions/batch answers in the bulk rows' shape: url, then predictions or error.
+    batch = service.post("/predictions/batch", json={"urls": urls, "top": 5})
+    assert rows == batch.json()["results"]
+    for row, url in zip(rows[:2], urls[:2], strict=True):  # and GET /predictions agrees
+        assert {"url": url, "predictions": row["predictions"]} == service.predict(url, top=5).json()
     assert [row.get("error", {}).get("type") for row in rows] == [
         None,
         None,
