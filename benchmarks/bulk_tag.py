@@ -33,8 +33,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from benchmarks.bench_service import MARKER, kill_marked, marked_pids, process_pss
+from benchmarks.bench_service import MARKER, kill_marked, marked_pids, process_name, process_pss
 from benchmarks.model_throughput import format_machine, machine_info
 from benchmarks.photos import build_photo_set
 
@@ -49,6 +50,7 @@ class TagRun:
     pipeline_s: float
     images_per_s: float  # the job's own figure (pipeline time)
     peak_pss_bytes: int
+    peak_by_role: dict[str, int]
     summary: str
 
     @property
@@ -94,15 +96,31 @@ def bare_pipeline(folder: Path, model: str, runtime: str, interpreters: int) -> 
     return len(paths) / elapsed
 
 
-def _sample_peak(token: str, stop: threading.Event, peak: list[int]) -> None:
+def _role(pid: int) -> str:
+    """What a process of the job is: the driver, a Ray daemon, a worker or actor."""
+    name = process_name(pid)
+    if "imagetagger.cli" in name:
+        return "driver (imagetagger tag)"
+    for daemon in ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py"):
+        if daemon in name:
+            return daemon
+    return "workers and actors" if name.startswith("ray::") else "other Ray processes"
+
+
+def _sample_peak(token: str, stop: threading.Event, peak: list[Any]) -> None:
+    """Keep in ``peak`` the largest PSS total seen, and its split by role."""
     while not stop.is_set():
-        total = 0
+        roles: dict[str, int] = {}
         for pid in marked_pids(token):
             try:
-                total += process_pss(pid)
+                pss = process_pss(pid)
             except OSError:
                 continue
-        peak[0] = max(peak[0], total)
+            role = _role(pid)
+            roles[role] = roles.get(role, 0) + pss
+        total = sum(roles.values())
+        if total > peak[0]:
+            peak[0], peak[1] = total, roles
         stop.wait(0.2)
 
 
@@ -116,7 +134,7 @@ def tag_command(
     command = [sys.executable, "-m", "imagetagger.cli", "tag", str(folder), "--out", str(out)]
     command += ["--model", model, "--runtime", runtime, "--top", "5"]
     command += ["--interpreters", str(interpreters), *extra]
-    stop, peak = threading.Event(), [0]
+    stop, peak = threading.Event(), [0, {}]
     sampler = threading.Thread(target=_sample_peak, args=(token, stop, peak), daemon=True)
     sampler.start()
     started = time.perf_counter()
@@ -142,12 +160,14 @@ def tag_command(
         pipeline_s=float(match.group(1)),
         images_per_s=float(match.group(2)),
         peak_pss_bytes=peak[0],
+        peak_by_role=peak[1],
         summary=summary,
     )
 
 
 def report(model: str, runtime: str, bare: float, small: TagRun, large: TagRun) -> str:
     startup = small.wall_s - small.pipeline_s
+    runs = (small, large)
     lines = [
         f"## imagetagger tag vs the bare pipeline ({model}, {runtime})",
         "",
@@ -166,10 +186,19 @@ def report(model: str, runtime: str, bare: float, small: TagRun, large: TagRun) 
         f"Command wall time {small.wall_s:.1f} s for {small.photos} photos, of which "
         f"{startup:.1f} s before and after the pipeline (Python and Ray start, shutdown).",
         "",
-        "| photos | peak PSS, whole job (all processes) |",
-        "|---:|---:|",
-        f"| {small.photos} | {small.peak_pss_bytes / MIB:,.0f} MiB |",
-        f"| {large.photos} | {large.peak_pss_bytes / MIB:,.0f} MiB |",
+        "| peak PSS (at the peak sample) | "
+        + " | ".join(f"{r.photos} photos" for r in runs)
+        + " |",
+        "|---|---:|---:|",
+        *(
+            f"| {role} | "
+            + " | ".join(f"{r.peak_by_role.get(role, 0) / MIB:,.0f} MiB" for r in runs)
+            + " |"
+            for role in sorted({role for r in runs for role in r.peak_by_role})
+        ),
+        "| **whole job** | "
+        + " | ".join(f"**{r.peak_pss_bytes / MIB:,.0f} MiB**" for r in runs)
+        + " |",
         "",
         f"Peak memory ratio {large.photos // small.photos}x the photos: "
         f"{large.peak_pss_bytes / max(small.peak_pss_bytes, 1):.2f}x the memory.",

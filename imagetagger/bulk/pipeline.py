@@ -47,6 +47,10 @@ FETCH_BATCH_SIZE = 16
 #: so their blocks (and the memory in flight) grew with the collection; a fixed number
 #: of files per block keeps the job's memory independent of its size.
 FILES_PER_READ_BLOCK = 16
+#: Object-store memory the job may fill (images read ahead, crops in flight). Ray
+#: Data's own default is a share of the whole object store, gigabytes on any machine,
+#: which it fills when reading outruns the model: the peak then grows with the job.
+DEFAULT_OBJECT_STORE_BUDGET = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class PipelineOptions:
     gpus_per_actor: float = 0.0
     decode_cpus: float = 1.0
     batch_size: int = DEFAULT_BATCH_SIZE
+    object_store_budget: int | None = DEFAULT_OBJECT_STORE_BUDGET  # bytes; None: Ray's
 
     def __post_init__(self) -> None:
         if self.actors < 1 or self.batch_size < 1:
@@ -131,6 +136,7 @@ def _readable_file(path: str, max_bytes: int) -> bool:
 def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data.Dataset:
     """The lazy dataset of result rows (nothing runs until it is iterated)."""
     import ray.data
+    from ray.data import ExecutionResources
 
     from imagetagger.models.specs import get_spec
 
@@ -159,7 +165,7 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
         raise ValueError("nothing to tag")
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     spec = get_spec(options.model.model)
-    return dataset.map_batches(
+    dataset = dataset.map_batches(
         decode_batch,
         batch_format="pyarrow",
         batch_size=options.batch_size,
@@ -178,6 +184,11 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
         num_cpus=options.cpus_per_actor,
         num_gpus=options.gpus_per_actor or None,
     )
+    if options.object_store_budget:
+        dataset.context.execution_options.resource_limits = ExecutionResources.for_limits(
+            object_store_memory=options.object_store_budget
+        )
+    return dataset
 
 
 def iter_results(inputs: Sequence[Input], options: PipelineOptions) -> Iterator[pa.Table]:

@@ -34,6 +34,7 @@ _MINCONF = TypeAdapter(MinConf)
 FORMATS = ("jsonl", "parquet")
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 _MODEL_LOAD_ERROR = "imagetagger.errors.ModelLoadError"
+DEFAULT_OBJECT_STORE_BUDGET = 512 * 2**20  # as imagetagger.bulk.pipeline (not imported here)
 
 
 def positive_int(text: str) -> int:
@@ -43,6 +44,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -128,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         actors=args.actors,
         gpus_per_actor=args.gpus,
         decode_cpus=args.decode_cpus,
+        object_store_budget=args.object_store_mib * 2**20 or None,
         batch_size=args.batch_size,
     )
     fmt = args.format or format_for(args.out)
@@ -233,6 +245,13 @@ def add_parser(commands: Any) -> None:
         type=non_negative_float,
         default=1.0,
         help="CPUs per decode task (default: 1)",
+    )
+    tag.add_argument(
+        "--object-store-mib",
+        type=non_negative_int,
+        default=DEFAULT_OBJECT_STORE_BUDGET // 2**20,
+        help="object-store memory the job may fill, MiB; 0: Ray Data's default share "
+        f"(default: {DEFAULT_OBJECT_STORE_BUDGET // 2**20})",
     )
     tag.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per model call (default: 16)"
