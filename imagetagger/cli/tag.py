@@ -104,11 +104,19 @@ def ray_session(address: str | None) -> Iterator[None]:
     if address:
         ray.init(address=address)
     else:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False)
+        ray.init(address="local", num_cpus=_usable_cpus(), include_dashboard=False)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run(args: argparse.Namespace) -> int:
