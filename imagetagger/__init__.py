@@ -1,4 +1,4 @@
-"""imagetagger: tag images with ImageNet-1K labels (the library; it never imports Ray)."""
+"""imagetagger: tag images with ImageNet-1K labels (the library; only bulk.pipeline imports Ray)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,8 +1,9 @@
 """The ``imagetagger`` command: tag local files, or run the Serve application.
 
 One module per command: ``predict`` (tag files in this process), ``serve`` (run the
-Serve app in the foreground). Nothing here imports Ray, TensorFlow or NumPy at module
-level: ``--help`` and argument errors answer at once.
+Serve app in the foreground), ``tag`` (tag a collection with Ray Data). Nothing here
+imports Ray, TensorFlow or NumPy at module level: ``--help`` and argument errors
+answer at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from imagetagger.cli import predict, serve
+from imagetagger.cli import predict, serve, tag
 from imagetagger.cli.args import DEFAULT_MODEL, MODEL_ENV, RUNTIME_ENV, parse_port
 from imagetagger.cli.predict import PREDICT_BATCH_SIZE, predict_files
 from imagetagger.cli.serve import (
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     predict.add_parser(commands)
     serve.add_parser(commands)
+    tag.add_parser(commands)
     return parser
 
 
