@@ -69,10 +69,12 @@ def client_for(access: Access) -> TestClient:
 def call(client: TestClient, route: str, headers: dict[str, str] | None = None) -> Any:
     """One request to a tagging route (GET, upload or batch)."""
     if route == "get":
-        return client.get("/predictions", params={"url": "http://x/y.jpg"}, headers=headers)
+        return client.get("/predictions", params={"url": "http://127.0.0.2/y.jpg"}, headers=headers)
     if route == "upload":
         return client.post("/predictions", files={"file": ("a.jpg", b"xx")}, headers=headers)
-    return client.post("/predictions/batch", json={"urls": ["http://x/y.jpg"]}, headers=headers)
+    return client.post(
+        "/predictions/batch", json={"urls": ["http://127.0.0.2/y.jpg"]}, headers=headers
+    )
 
 
 ROUTES = ("get", "upload", "batch")

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from imagetagger.errors import ImageTaggerError, ImageTooLarge
+from imagetagger.errors import ImageTaggerError
+from imagetagger.local_files import file_error, read_image_file
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
@@ -76,12 +77,6 @@ def _error(exc: ImageTaggerError) -> tuple[str, str]:
     return exc.error_type, exc.detail
 
 
-def file_error(exc: OSError) -> tuple[str, str]:
-    """The row error of a local file that cannot be read (as ``imagetagger predict``)."""
-    error_type = "FileNotFound" if isinstance(exc, FileNotFoundError) else "UnreadableFile"
-    return error_type, exc.strerror or str(exc)
-
-
 # --- step 1: bytes --------------------------------------------------------------------
 
 
@@ -91,15 +86,6 @@ def from_binary_files(table: pa.Table) -> pa.Table:
     return stage_table(
         ["path"] * len(paths), paths, table.column("bytes").to_pylist(), [_OK] * len(paths)
     )
-
-
-def read_file(path: str, max_bytes: int) -> bytes:
-    """A local file's bytes, reading at most one byte past the limit."""
-    with open(path, "rb") as file:
-        data = file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ImageTooLarge()
-    return data
 
 
 def fetch_batch(table: pa.Table, *, settings: dict[str, Any]) -> pa.Table:
@@ -118,7 +104,7 @@ def fetch_batch(table: pa.Table, *, settings: dict[str, Any]) -> pa.Table:
     for i, kind in enumerate(kinds):
         if kind == "path":
             try:
-                data[i] = read_file(sources[i], limits.max_image_bytes)
+                data[i] = read_image_file(sources[i], limits.max_image_bytes)
             except OSError as exc:
                 errors[i] = file_error(exc)
             except ImageTaggerError as exc:

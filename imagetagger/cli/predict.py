@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pydantic import TypeAdapter
 
 from imagetagger.cli.args import add_model_options, constrained
-from imagetagger.errors import ImageTaggerError, ImageTooLarge
+from imagetagger.errors import ImageTaggerError
+from imagetagger.local_files import file_error, read_image_file
 from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
@@ -26,20 +27,6 @@ PREDICT_BATCH_SIZE = 16
 
 _TOP = TypeAdapter(Top)
 _MINCONF = TypeAdapter(MinConf)
-
-
-def _read_image_file(path: str, max_bytes: int) -> bytes:
-    """The file's bytes; the API's upload size limit applies here too."""
-    with open(path, "rb") as file:
-        data = file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ImageTooLarge()
-    return data
-
-
-def _file_error(exc: OSError) -> dict[str, str]:
-    error_type = "FileNotFound" if isinstance(exc, FileNotFoundError) else "UnreadableFile"
-    return {"type": error_type, "detail": exc.strerror or str(exc)}
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -73,7 +60,7 @@ def predict_files(
         images = []
         for path in chunk:
             try:
-                data = _read_image_file(path, limits.max_image_bytes)
+                data = read_image_file(path, limits.max_image_bytes)
                 images.append(
                     prepare_image(
                         data,
@@ -84,7 +71,8 @@ def predict_files(
                 )
                 results.append({"filename": path})
             except OSError as exc:
-                results.append({"filename": path, "error": _file_error(exc)})
+                error_type, detail = file_error(exc)
+                results.append({"filename": path, "error": {"type": error_type, "detail": detail}})
             except ImageTaggerError as exc:
                 results.append({"filename": path, "error": exc.to_dict()})
         if images:

@@ -1,8 +1,9 @@
 """Model registry and loading.
 
 Importing this package is cheap: only the registry (``specs``) is loaded eagerly,
-so the Downloader can read input sizes without pulling in TensorFlow. The
-TensorFlow backend is the serving default; an explicit ``KERAS_BACKEND`` wins.
+so the Downloader can read input sizes without pulling in TensorFlow. Keras runs on
+TensorFlow unless ``KERAS_BACKEND`` says otherwise; which runtime serves a model
+(LiteRT by default on CPU) is chosen in :mod:`imagetagger.models.runtimes`.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from imagetagger.labels import NUM_CLASSES
 from imagetagger.models.specs import ModelSpec
 
-NUM_CLASSES = 1000
+__all__ = ["NUM_CLASSES", "check_batch", "no_probabilities"]
 
 
 def check_batch(spec: ModelSpec, batch: np.ndarray) -> np.ndarray:

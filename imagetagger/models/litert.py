@@ -27,12 +27,12 @@ import numpy as np
 from imagetagger.errors import ModelLoadError
 from imagetagger.models import checksums
 from imagetagger.models.batches import NUM_CLASSES, check_batch, no_probabilities
+from imagetagger.models.runtimes import PRECISIONS
 from imagetagger.models.sources import weights_fingerprint
 from imagetagger.models.specs import ModelSpec, get_spec
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("float32", "int8")
 # Bump when the conversion (graph wrapper, converter options) changes: old files are ignored.
 FLATBUFFER_FORMAT = 1
 CONVERT_TIMEOUT_S = 900

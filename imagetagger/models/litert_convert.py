@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imagetagger.errors import ModelLoadError
+from imagetagger.models.runtimes import PRECISIONS
 from imagetagger.tfconfig import configure_tensorflow
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
-
-PRECISIONS = ("float32", "int8")
 
 
 def convert(
