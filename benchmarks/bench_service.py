@@ -476,7 +476,9 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def _target(label: str, value: float | None, threshold: float | None, ok: bool | None):
+def _target(
+    label: str, value: float | None, threshold: float | None, ok: bool | None
+) -> dict[str, Any]:
     return {
         "target": label,
         "value": None if value is None else round(value, 3),

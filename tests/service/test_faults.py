@@ -121,7 +121,7 @@ def assert_answer_or_json_503(response: requests.Response) -> None:
 
 @dataclass(frozen=True)
 class Answer:
-    response: requests.Response | None  # None: the connection closed without an answer
+    response: requests.Response | None  # None: the connection closed before a whole answer
     sent: float
     done: float
 
@@ -139,7 +139,9 @@ def keep_requesting(service: Service, url: str, stop: threading.Event) -> list[A
             response: requests.Response | None = requests.get(
                 service.base_url + "/predictions", params={"url": url}, timeout=ANSWER_BOUND_S + 15
             )
-        except requests.ConnectionError:  # a timeout is not caught: it fails the test
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            # The connection closed before the answer, or in the middle of it (the replica
+            # died between headers and body). A timeout is not caught: it fails the test.
             response = None
         answers.append(Answer(response, sent, time.monotonic()))
     return answers
