@@ -325,7 +325,7 @@ def run_service(
     haproxy_dir.mkdir()
     env = {
         **SERVING_ENV,
-        **isolated_haproxy_env(str(haproxy_dir), free_port(), free_port()),
+        **isolated_haproxy_env(str(haproxy_dir)),
         "RAY_ADDRESS": "local",
         "RAY_TMPDIR": str(ray_tmp),
         **(extra_env or {}),

@@ -49,14 +49,16 @@ def serving_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {**SERVING_ENV, **environ}
 
 
-def isolated_haproxy_env(directory: str, stats_port: int, metrics_port: int) -> dict[str, str]:
+def isolated_haproxy_env(directory: str) -> dict[str, str]:
     """HAProxy files and ports of one Serve instance, apart from any other on this host.
 
     Ray keeps HAProxy's config, admin socket and state under ``/tmp/haproxy-serve`` and
     its stats and metrics pages on ports 8404 and 9101, shared by every instance on the
-    machine; tests and
-    benchmarks that start their own instance beside another one point them elsewhere.
+    machine; tests and benchmarks that start their own instance beside another one point
+    them elsewhere. The ports come from below the kernel's ephemeral range, where Ray's
+    own processes (binding port 0) cannot take them before HAProxy starts.
     """
+    stats_port, metrics_port = free_ports(2)
     return {
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{directory}/haproxy.cfg",
         "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{directory}/admin.sock",
@@ -65,3 +67,26 @@ def isolated_haproxy_env(directory: str, stats_port: int, metrics_port: int) -> 
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
     }
+
+
+# Above Ray's worker ports (10002-19999), below Serve's replica ports (30000 and up) and
+# the kernel's ephemeral range (32768 and up).
+_PRIVATE_PORTS = range(20000, 30000)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on every interface now, picked at random."""
+    import random
+    import socket
+
+    found: list[int] = []
+    for port in random.sample(_PRIVATE_PORTS, len(_PRIVATE_PORTS)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise OSError(f"no {count} free ports in {_PRIVATE_PORTS}")

@@ -30,13 +30,7 @@ from tests import images, servers
 # the processes ``ray.init`` starts. HAProxy's files and stats port are private to this
 # session, so another Serve instance on the machine does not collide with it.
 os.environ.update(serving_environment(os.environ))  # what the caller exported wins, as in serve
-os.environ.update(
-    isolated_haproxy_env(
-        tempfile.mkdtemp(prefix="haproxy-"),
-        stats_port=servers.unused_port("127.0.0.1"),
-        metrics_port=servers.unused_port("127.0.0.1"),
-    )
-)
+os.environ.update(isolated_haproxy_env(tempfile.mkdtemp(prefix="haproxy-")))
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_HOST = "127.0.0.2"
