@@ -188,8 +188,17 @@ def delayed(handler: Handler, delay_s: float) -> Handler:
 
 
 def gzip_encoded(raw: bytes, content_type: str = "application/octet-stream") -> Handler:
-    """``raw`` gzip-compressed with ``Content-Encoding: gzip``, whatever the client asked."""
-    return respond(gzip.compress(raw), content_type, headers={"Content-Encoding": "gzip"})
+    """``raw`` gzip-compressed with ``Content-Encoding: gzip``, whatever the client asked.
+
+    The gzip header's timestamp is fixed (``mtime=0``), so the body is the same bytes
+    as :func:`gzip_bytes` of ``raw`` at any moment.
+    """
+    return respond(gzip_bytes(raw), content_type, headers={"Content-Encoding": "gzip"})
+
+
+def gzip_bytes(raw: bytes) -> bytes:
+    """``raw`` gzip-compressed, byte-for-byte reproducible (no timestamp in the header)."""
+    return gzip.compress(raw, mtime=0)
 
 
 # --- the server --------------------------------------------------------------------
