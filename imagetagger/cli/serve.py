@@ -32,11 +32,14 @@ from imagetagger.cli.args import (
     parse_port,
     runtime_name,
 )
-from imagetagger.serving_env import serving_environment
+from imagetagger.cli.local_ray import become_subreaper, serve_forever
+from imagetagger.serving_env import local_serving_environment
 from imagetagger.settings import DownloaderSettings
 
 APP_IMPORT_PATH = "deployments.app:build_app"
 PORT_ENV = "PORT"
+PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
+DEFAULT_HTTP_PORT = 8000
 
 
 def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None:
@@ -196,11 +199,27 @@ def run(args: argparse.Namespace) -> int:
         ),
         args.allow_network,
     )
-    serve = _find_serve_executable()
+    env = local_serving_environment(os.environ)
+    write_port_file(env.get(PORT_FILE_ENV), http_port(effective))
     with tempfile.TemporaryDirectory(prefix="imagetagger-serve-") as tmp:
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(effective, sort_keys=False))
-        return run_foreground([serve, "run", str(path)], env=serving_environment(os.environ))
+        if become_subreaper():
+            names = [app.get("name", "default") for app in effective.get("applications") or []]
+            return serve_forever(path, names, env)
+        # Not Linux: `serve run` keeps a driver for the service's life, but works.
+        return run_foreground([_find_serve_executable(), "run", str(path)], env=env)
+
+
+def http_port(config: dict[str, Any]) -> int:
+    """The HTTP port Serve will listen on for ``config`` (Serve's default: 8000)."""
+    return int((config.get("http_options") or {}).get("port") or DEFAULT_HTTP_PORT)
+
+
+def write_port_file(path: str | None, port: int) -> None:
+    """Tell a health check which port this service really uses (``$IMAGETAGGER_PORT_FILE``)."""
+    if path:
+        Path(path).write_text(f"{port}\n")
 
 
 def add_parser(commands: Any) -> None:

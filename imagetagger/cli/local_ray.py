@@ -1,0 +1,446 @@
+"""A private one-node Ray for ``imagetagger serve``: started, deployed to, stopped.
+
+Why not ``serve run``: its driver stays alive for the service's whole life (~130 MiB
+PSS), and ``ray start --block`` is heavier still (~170 MiB). Here ``ray start`` starts
+Ray's daemons without the three a one-node service never uses (the autoscaler
+monitor, the log monitor that feeds drivers, and the Ray Client server, ended once
+started), a driver that
+exits deploys the config (``serve run --non-blocking``), and this process (small: it
+never imports Ray) adopts the daemons as a Linux child subreaper, prints Serve's log
+lines, and on SIGINT/SIGTERM shuts Serve down gracefully (the proxies and replicas
+drain) before it ends the daemons it adopted, and only those.
+
+Ray's own ports stay on loopback (``--node-ip-address 127.0.0.1``); the only port open
+to the network is Serve's HTTP port from the config. The cluster uses Ray's token
+authentication (``RAY_AUTH_MODE=token``; a token is made once if there is none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+PR_SET_CHILD_SUBREAPER = 36
+DEFAULT_GCS_PORT = 6379
+DEFAULT_DASHBOARD_PORT = 8265
+DEPLOY_TIMEOUT_S = 600.0
+SHUTDOWN_TIMEOUT_S = 20.0
+KILL_GRACE_S = 5.0
+# Ray sizes its object store at 30% of memory; the store lives in /dev/shm, and a
+# container's /dev/shm is often smaller (64 MiB by default in Docker). Ray needs 75 MiB.
+OBJECT_STORE_FRACTION = 0.3
+SHM_FRACTION = 0.9
+MIN_OBJECT_STORE_BYTES = 80 * 2**20
+
+
+class ServeFailed(RuntimeError):
+    """Ray did not start, the application did not deploy, or Ray died while serving."""
+
+
+class _Hurry(Exception):
+    """A second signal during the graceful shutdown: end the daemons now."""
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Ray's daemons outlive ``ray start``); False off Linux."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def port_or_free(preferred: int | None) -> int:
+    """``preferred`` when nothing listens on it, else (or for None) a free port."""
+    if preferred is not None and all(_bindable(host, preferred) for host in ("127.0.0.1", "")):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def memory_limit_bytes() -> int:
+    """The memory this process may use: the cgroup's limit when set, else the RAM."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limit = int(Path(path).read_text().strip())
+            if limit < 2**60:  # "max" fails int(); cgroup v1 "unlimited" is ~2**63
+                return limit
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def object_store_bytes(memory_bytes: int, shm_free_bytes: int | None) -> int | None:
+    """The object store that fits both the memory limit and /dev/shm (None: Ray's default).
+
+    Ray's default ignores /dev/shm's size and falls back to a slow store in /tmp when it
+    does not fit; sized to the smaller of the two, it stays in shared memory.
+    """
+    wanted = int(memory_bytes * OBJECT_STORE_FRACTION)
+    if shm_free_bytes is not None:
+        wanted = min(wanted, int(shm_free_bytes * SHM_FRACTION))
+    return wanted if wanted >= MIN_OBJECT_STORE_BYTES else None
+
+
+def shm_free_bytes() -> int | None:
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def auth_token(environ: Mapping[str, str]) -> str | None:
+    """Ray's cluster token, looked up as Ray does: the variable, its file, ~/.ray."""
+    if environ.get("RAY_AUTH_TOKEN"):
+        return environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every living descendant of ``root`` (from /proc), children first."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found.extend(children)
+        frontier = children
+    return found
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class LocalRay:
+    """One private Ray instance on this machine, for the lifetime of ``imagetagger serve``."""
+
+    env: dict[str, str]
+    bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    gcs_port: int = 0
+    dashboard_port: int = 0
+    session_dir: Path | None = None
+    out: TextIO = sys.stderr
+
+    def _tool(self, name: str) -> str:
+        sibling = self.bin_dir / name
+        return str(sibling) if sibling.is_file() else name
+
+    def _run(self, argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            process_group=0,  # a terminal's Ctrl-C reaches only `imagetagger serve`
+        )
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def ensure_token(self) -> None:
+        """Token authentication needs a token; make Ray's default one if there is none."""
+        if auth_token(self.env) is None:
+            done = self._run([self._tool("ray"), "get-auth-token", "--generate"], 60)
+            if done.returncode != 0:
+                raise ServeFailed(f"could not create Ray's auth token: {done.stderr.strip()}")
+
+    def start(self) -> None:
+        """``ray start --head`` on loopback, with only the daemons a service needs.
+
+        Ray's usual ports (GCS 6379, dashboard 8265) when free; if another instance
+        takes one between the check and the start, a second try uses free ports.
+        """
+        self.ensure_token()
+        for attempt in range(2):
+            default = attempt == 0
+            self.gcs_port = port_or_free(DEFAULT_GCS_PORT if default else None)
+            self.dashboard_port = port_or_free(DEFAULT_DASHBOARD_PORT if default else None)
+            done = self._run(self._start_argv(), 180)
+            if done.returncode == 0:
+                break
+            self.stop()  # whatever the failed start left
+        else:
+            raise ServeFailed(f"`ray start` failed:\n{done.stdout}{done.stderr}")
+        self._end_ray_client_server()
+        self.session_dir = self._find_session_dir()
+        print(
+            f"imagetagger serve: Ray started (dashboard {self.dashboard_url}, "
+            f"logs {self.session_dir / 'logs' if self.session_dir else '?'})",
+            file=self.out,
+            flush=True,
+        )
+
+    def _start_argv(self) -> list[str]:
+        argv = [
+            self._tool("ray"),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.gcs_port}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            "--no-monitor",
+            "--include-log-monitor=false",
+            "--disable-usage-stats",
+        ]
+        store = object_store_bytes(memory_limit_bytes(), shm_free_bytes())
+        if store is not None:
+            argv.append(f"--object-store-memory={store}")
+        return argv
+
+    def _end_ray_client_server(self) -> None:
+        """End the Ray Client server (``ray://``), which ``ray start`` cannot leave out.
+
+        Nothing here uses it (``imagetagger tag --address`` joins through the GCS), and
+        it holds ~50 MiB. Nothing in Ray restarts it.
+        """
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                if b"ray.util.client.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGTERM)
+
+    def _find_session_dir(self) -> Path | None:
+        """The session folder of this instance, from its GCS server's ``--log_dir``."""
+        for pid in descendants(os.getpid()):
+            if _process_name(pid) != "gcs_server":
+                continue
+            with contextlib.suppress(OSError):
+                for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                    if arg.startswith(b"--log_dir="):
+                        return Path(arg.split(b"=", 1)[1].decode()).parent
+        return None
+
+    def deploy(self, config_path: Path) -> None:
+        """Deploy ``config_path`` with a driver that exits once the config is submitted."""
+        argv = [
+            self._tool("serve"),
+            "run",
+            "--non-blocking",
+            f"--address={self.gcs_address}",
+            str(config_path),
+        ]
+        done = self._run(argv, 300)
+        if done.returncode != 0:
+            raise ServeFailed(f"`serve run --non-blocking` failed:\n{done.stdout}{done.stderr}")
+
+    def _control(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "deployments.control", args[0], self.gcs_address, *args[1:]]
+
+    def wait_running(
+        self, names: Sequence[str], stop: threading.Event, timeout_s: float = DEPLOY_TIMEOUT_S
+    ) -> bool:
+        """True once every application is RUNNING; False if ``stop`` was set first."""
+        argv = self._control("wait", *names, f"--timeout={timeout_s}")
+        waiter = subprocess.Popen(
+            argv, env=self.env, stderr=subprocess.PIPE, text=True, process_group=0
+        )
+        try:
+            while waiter.poll() is None:
+                if stop.wait(0.5):
+                    return False
+                if not self.alive():
+                    raise ServeFailed("Ray's daemons exited while the application was deploying")
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+            _, errors = waiter.communicate()
+        if waiter.returncode != 0:
+            raise ServeFailed(
+                errors.strip().splitlines()[-1] if errors.strip() else "deploy failed"
+            )
+        return True
+
+    def alive(self) -> bool:
+        """Are Ray's GCS and raylet (adopted by this process) still running?"""
+        names = {_process_name(pid) for pid in descendants(os.getpid())}
+        return "gcs_server" in names and "raylet" in names
+
+    def shutdown_serve(self) -> None:
+        """Serve's graceful shutdown: stop taking requests, drain, stop the replicas."""
+        try:
+            done = self._run(self._control("shutdown"), SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print("imagetagger serve: Serve's shutdown timed out", file=self.out, flush=True)
+            return
+        if done.returncode != 0:
+            print(f"imagetagger serve: Serve's shutdown: {done.stderr.strip()}", file=self.out)
+
+    def stop(self, grace_s: float = KILL_GRACE_S) -> None:
+        """End every process this one adopted or started: the raylet first, then the rest.
+
+        The raylet ends its workers and agents itself; the GCS must still be up while
+        it does, or it waits for the GCS instead of exiting. SIGKILL for what is left.
+        """
+        raylets = [pid for pid in descendants(os.getpid()) if _process_name(pid) == "raylet"]
+        self._terminate(raylets, grace_s / 2)
+        self._terminate(descendants(os.getpid()), grace_s / 2)
+        stuck = descendants(os.getpid())
+        if not stuck:
+            return
+        names = ", ".join(sorted({_process_name(pid) for pid in stuck}))
+        print(f"imagetagger serve: killing what did not stop in time: {names}", file=self.out)
+        for pid in stuck:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        _reap()
+
+    @staticmethod
+    def _terminate(pids: Sequence[int], wait_s: float) -> None:
+        """SIGTERM ``pids`` and wait up to ``wait_s`` for them to exit."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            _reap()
+            if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+                return
+            time.sleep(0.05)
+
+
+def _reap() -> None:
+    """Collect exited children (orphans are ours to wait for, as a subreaper)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+class ServeLogTail(threading.Thread):
+    """Print new lines of Serve's log files (controller, proxy, replicas) as they come.
+
+    No driver streams logs here (Ray's log monitor is off), so this is what makes
+    ``make run`` and ``docker logs`` show the request log.
+    """
+
+    def __init__(self, logs_dir: Path, out: TextIO, interval_s: float = 0.5) -> None:
+        super().__init__(name="serve-log-tail", daemon=True)
+        self._dir = logs_dir / "serve"
+        self._out = out
+        self._interval_s = interval_s
+        self._offsets: dict[Path, int] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self._interval_s):
+            self.poll()
+
+    def poll(self) -> None:
+        with contextlib.suppress(OSError):
+            for path in sorted(self._dir.glob("*.log")):
+                offset = self._offsets.get(path, 0)
+                with contextlib.suppress(OSError), path.open("rb") as file:
+                    file.seek(offset)
+                    chunk = file.read()
+                    end = chunk.rfind(b"\n") + 1  # whole lines only
+                    if end:
+                        self._out.write(chunk[:end].decode("utf-8", "replace"))
+                        self._out.flush()
+                    self._offsets[path] = offset + end
+
+
+def serve_forever(
+    config_path: Path,
+    app_names: Sequence[str],
+    env: dict[str, str],
+    *,
+    on_ready: Callable[[], None] | None = None,
+    out: TextIO = sys.stderr,
+) -> int:
+    """Start Ray, deploy, serve until SIGINT/SIGTERM, stop gracefully; the exit status.
+
+    A second signal skips the graceful part: the daemons are ended at once.
+    """
+    stop = threading.Event()
+    signals = 0
+    draining = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal signals
+        signals += 1
+        stop.set()
+        if draining and signals > 1:
+            raise _Hurry
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    ray = LocalRay(env=env, out=out)
+    tail: ServeLogTail | None = None
+    status = 0
+    try:
+        ray.start()
+        if ray.session_dir is not None:
+            tail = ServeLogTail(ray.session_dir / "logs", out)
+            tail.start()
+        if not stop.is_set():
+            ray.deploy(config_path)
+        if ray.wait_running(app_names, stop):
+            print("imagetagger serve: ready", file=out, flush=True)
+            if on_ready is not None:
+                on_ready()
+        while not stop.wait(2.0):
+            if not ray.alive():
+                raise ServeFailed("Ray's daemons exited unexpectedly")
+    except ServeFailed as exc:
+        print(f"imagetagger serve: {exc}", file=out, flush=True)
+        status = 1
+    finally:
+        try:
+            draining = True
+            if signals < 2 and ray.dashboard_port and ray.alive():
+                print("imagetagger serve: shutting down", file=out, flush=True)
+                ray.shutdown_serve()
+        except _Hurry:
+            print("imagetagger serve: second signal, stopping at once", file=out, flush=True)
+        finally:
+            draining = False
+            if tail is not None:
+                tail.poll()
+                tail.stopping.set()
+            ray.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return status
