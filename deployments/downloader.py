@@ -1,8 +1,11 @@
-"""Downloader deployment: fetch a URL (or take uploaded bytes) and make the model's input.
+"""Downloader deployment: fetch URLs (or take uploaded bytes) and make the model's inputs.
 
-It returns the small model-ready uint8 crop, not the raw bytes, so what travels on to
-the ModelDeployment is at most S x S x 3 bytes. Decoding runs in a worker thread so
-the replica's event loop keeps serving other downloads meanwhile.
+The ingress sends its concurrent requests' images in one call (:meth:`load_many`): one
+handle call per group, not per image, is what the serving layer's cost per request is
+mostly made of. For each image it returns the small model-ready uint8 crop (at most
+S x S x 3 bytes, not the raw bytes) with the SHA-256 of the image's bytes, the
+response cache's key. Decoding runs in worker threads so the replica's event loop
+keeps serving other downloads meanwhile.
 
 A client-caused failure (bad URL, not an image, too large) is *returned* as an
 :class:`ImageTaggerError` value rather than raised: it is an expected outcome, not a
@@ -18,16 +21,18 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
 from ray import serve
 
 from deployments.metrics import downloader_metrics
 from imagetagger.errors import ImageTaggerError
 from imagetagger.fetch import FetchLimits, ImageFetcher
-from imagetagger.images import prepare_image
+from imagetagger.images import PreparedImage, prepare_image
 from imagetagger.models.specs import get_spec
 from imagetagger.netguard import AddressPolicy
+from imagetagger.response_cache import image_digest
 from imagetagger.settings import DownloaderSettings
+
+ImageSource = str | bytes  # a URL to fetch, or an upload's bytes
 
 logger = logging.getLogger("ray.serve")
 
@@ -64,33 +69,41 @@ class Downloader:
             ),
         )
 
-    async def fetch(self, url: str) -> np.ndarray | ImageTaggerError:
-        """Download ``url`` and return the model-ready crop (or the client's error)."""
+    async def load_many(self, sources: list[ImageSource]) -> list[PreparedImage | ImageTaggerError]:
+        """Each source's model-ready image (or the client's error), in order."""
+        return await asyncio.gather(*(self._load(source) for source in sources))
+
+    async def _load(self, source: ImageSource) -> PreparedImage | ImageTaggerError:
+        if isinstance(source, bytes):
+            return await self._prepare(source)
         started = time.perf_counter()
         try:
-            data = await self._fetcher.fetch(url)
+            data = await self._fetcher.fetch(source)
         except ImageTaggerError as error:
-            logger.info("download failed: %s (%s)", error.error_type, _host(url))
+            logger.info("download failed: %s (%s)", error.error_type, _host(source))
             return error
         self._metrics.download_seconds.observe(time.perf_counter() - started)
         self._metrics.download_bytes.observe(len(data))
-        return await self.prepare(data)
+        return await self._prepare(data)
 
-    async def prepare(self, data: bytes) -> np.ndarray | ImageTaggerError:
+    async def _prepare(self, data: bytes) -> PreparedImage | ImageTaggerError:
         """Decode and crop image bytes in a worker thread (or return the client's error)."""
         started = time.perf_counter()
         try:
-            image = await asyncio.to_thread(
-                prepare_image,
-                data,
-                size=self._spec.input_size,
-                crop_padding=self._spec.crop_padding,
-                max_pixels=self._settings.max_image_pixels,
-            )
+            prepared = await asyncio.to_thread(self._prepare_now, data)
         except ImageTaggerError as error:
             return error
         self._metrics.preprocess_seconds.observe(time.perf_counter() - started)
-        return image
+        return prepared
+
+    def _prepare_now(self, data: bytes) -> PreparedImage:
+        pixels = prepare_image(
+            data,
+            size=self._spec.input_size,
+            crop_padding=self._spec.crop_padding,
+            max_pixels=self._settings.max_image_pixels,
+        )
+        return PreparedImage(digest=image_digest(data), pixels=pixels)
 
     async def check_health(self) -> None:
         """The fetcher's session must be usable; a closed one means the replica is broken."""

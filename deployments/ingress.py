@@ -1,8 +1,14 @@
 """ImageTagger: the HTTP ingress (FastAPI under Ray Serve).
 
 It validates requests, hands each image to the Downloader, passes the model-ready crop
-it gets back on to the ModelDeployment and shapes the JSON. Every error leaves
-through one of the exception handlers at the bottom, in the contract's error shape.
+it gets back on to the ModelDeployment (unless the response cache already holds that
+model's answer for those bytes) and shapes the JSON. Every error leaves through one of
+the exception handlers at the bottom, in the contract's error shape.
+
+Concurrent requests share handle calls: ``@serve.batch`` with no wait groups whatever
+is queued while earlier calls are in flight, so a lone request goes at once and under
+load one call carries many images. Measured on 2 cores (benchmarks/README.md), the
+calls, not the model, are what batching saves on CPU.
 """
 
 # No `from __future__ import annotations` here: FastAPI must resolve the route
@@ -13,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import FastAPI, File, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,7 +27,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.access import Access, AccessMiddleware
@@ -30,7 +37,10 @@ from deployments.middleware import RequestMiddleware, json_error
 from imagetagger import __version__
 from imagetagger.auth import ApiKeys
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
+from imagetagger.images import PreparedImage
+from imagetagger.predictions import select_predictions
 from imagetagger.ratelimit import RateLimiter
+from imagetagger.response_cache import ResponseCache
 from imagetagger.schemas import (
     BatchItemError,
     BatchRequest,
@@ -118,6 +128,10 @@ GUARDED = [Security(_BEARER), Security(_API_KEY)]
 MAX_UPLOAD_BODY_BYTES = 64 * 2**20
 MAX_BATCH_BODY_BYTES = 1 * 2**20
 BATCH_DEADLINE_GRACE_S = 1.0
+# Grouped handle calls: at most GROUP_SIZE images per call, GROUPS_IN_FLIGHT calls at
+# once to each deployment; what arrives meanwhile forms the next group.
+GROUP_SIZE = 16
+GROUPS_IN_FLIGHT = 4
 
 app = FastAPI(
     title="Image Tagger",
@@ -207,6 +221,8 @@ class ImageTagger:
         self._model_name = model_name
         self._settings = IngressSettings()
         self._in_flight = 0
+        self._cache = ResponseCache(self._settings.response_cache_bytes)
+        self._model_identity: str | None = None  # known after the model's first answer
         # Keys come from the replica's environment (hashes only), read once at start;
         # a missing or bad key file fails the replica rather than serving without keys.
         self.access = Access(keys=ApiKeys.from_environ())
@@ -223,6 +239,7 @@ class ImageTagger:
             )
         self._settings = settings
         self.access.limiter = limiter
+        self._cache.resize(settings.response_cache_bytes)
 
     @app.get("/", response_model=ServiceInfo, summary="Service information")
     async def info(self) -> ServiceInfo:
@@ -311,30 +328,70 @@ class ImageTagger:
     async def _predict_url(
         self, url: str, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        return await self._tag(self._downloader.fetch.remote(url), top, minconf)
+        return await self._tag(self._load_grouped(url), top, minconf)
 
     async def _predict_bytes(
         self, data: bytes, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        return await self._tag(self._downloader.prepare.remote(data), top, minconf)
+        # Alone in its call: a group of uploads could pass gRPC's message limit.
+        return await self._tag(self._load_alone(data), top, minconf)
+
+    async def _load_alone(self, data: bytes) -> PreparedImage | ImageTaggerError:
+        (prepared,) = await self._downloader.load_many.remote([data])
+        return prepared
+
+    @serve.batch(
+        max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT
+    )
+    async def _load_grouped(self, urls: list[str]) -> list[PreparedImage | ImageTaggerError]:
+        return await self._downloader.load_many.remote(urls)
+
+    @serve.batch(
+        max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT
+    )
+    async def _infer_grouped(self, images: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+        """Each image's probabilities, with the identity of the model that gave them."""
+        identity, probabilities = await self._model.infer_many.remote(np.stack(images))
+        self._model_identity = identity
+        return [(identity, row) for row in probabilities]
+
+    async def _probabilities(self, image: PreparedImage) -> np.ndarray:
+        """The model's answer for ``image``: from the cache when it holds one."""
+        metrics = ingress_metrics()
+        if self._model_identity is not None and self._cache.max_bytes:
+            cached = self._cache.get(self._model_identity, image.digest)
+            if cached is not None:
+                metrics.cache_hits.inc()
+                return cached
+            metrics.cache_misses.inc()
+        identity, probabilities = await self._infer_grouped(image.pixels)
+        if self._cache.max_bytes:
+            self._cache.put(identity, image.digest, probabilities)
+            stats = self._cache.stats()
+            metrics.cache_entries.set(stats.entries)
+            metrics.cache_bytes.set(stats.bytes)
+        return probabilities
 
     async def _tag(
-        self, download: DeploymentResponse, top: int | None, minconf: float | None
+        self,
+        load: Awaitable[PreparedImage | ImageTaggerError],
+        top: int | None,
+        minconf: float | None,
     ) -> list[Prediction]:
         """Labels for the Downloader's image; counts the outcome of every image.
 
         The crop comes back here and goes on to the model as a plain argument: measured
         on 2 cores (benchmarks/README.md), that costs less CPU than handing the model
-        the DeploymentResponse to resolve, and a client's error skips the model call.
+        the Downloader's response to resolve, and a client's error skips the model call.
         """
         outcome = "InternalError"
         try:
-            image = await download
+            image = await load
             if isinstance(image, ImageTaggerError):  # client errors come back as values
                 raise image
-            result = await self._model.predict.remote(image, top, minconf)
+            probabilities = await self._probabilities(image)
             outcome = "ok"
-            return result
+            return select_predictions(probabilities, top=top, minconf=minconf)
         except Exception as exc:
             error = as_domain_error(exc)
             if error is None:

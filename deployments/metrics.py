@@ -7,7 +7,7 @@ Each replica process creates its metric objects once, on first use.
 
 from functools import cache
 
-from ray.serve.metrics import Counter, Histogram
+from ray.serve.metrics import Counter, Gauge, Histogram
 
 LATENCY_BOUNDARIES_S = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 BYTES_BOUNDARIES = [10e3, 50e3, 100e3, 500e3, 1e6, 5e6, 10e6, 20e6]
@@ -25,6 +25,22 @@ class IngressMetrics:
             "imagetagger_images",
             description="Images handled, by outcome: ok or the error type.",
             tag_keys=("outcome",),
+        )
+        self.cache_hits = Counter(
+            "imagetagger_response_cache_hits",
+            description="Images answered from the response cache (same bytes, same model).",
+        )
+        self.cache_misses = Counter(
+            "imagetagger_response_cache_misses",
+            description="Images the response cache had no answer for (the model ran).",
+        )
+        self.cache_entries = Gauge(
+            "imagetagger_response_cache_entries",
+            description="Answers held in this replica's response cache.",
+        )
+        self.cache_bytes = Gauge(
+            "imagetagger_response_cache_bytes",
+            description="Memory held by this replica's response cache.",
         )
 
 

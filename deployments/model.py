@@ -1,11 +1,12 @@
 """ModelDeployment: one loaded classifier per replica.
 
-Requests arrive one image each. With ``max_batch_size`` 1 (the LiteRT default on CPU)
-each image runs straight away on a worker thread with its own interpreter. With a
-larger ``max_batch_size`` (TensorFlow, GPUs) ``@serve.batch`` gathers images into
-batches of up to that size (or whatever arrived within ``batch_wait_timeout_s``).
-Either way inference runs off the event loop, and each caller gets back only the
-labels it asked for.
+The ingress sends the images of its concurrent requests in one call
+(:meth:`ModelDeployment.infer_many`) and gets their probabilities back, with the
+model's identity (the response cache's key). With ``max_batch_size`` 1 (the LiteRT
+default on CPU) each image runs straight away on a worker thread with its own
+interpreter. With a larger ``max_batch_size`` (TensorFlow, GPUs) ``@serve.batch``
+gathers the images of all calls into batches of up to that size (or whatever arrived
+within ``batch_wait_timeout_s``). Either way inference runs off the event loop.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 from ray import serve
 
 from deployments.metrics import model_metrics
-from imagetagger.models.runtimes import RuntimeOptions, load_model
-from imagetagger.predictions import select_predictions
+from imagetagger.models.runtimes import RuntimeOptions, load_model, model_identity
+from imagetagger.models.sources import weights_fingerprint
 from imagetagger.settings import ModelSettings
 
 logger = logging.getLogger("ray.serve")
@@ -43,6 +44,9 @@ class ModelDeployment:
         self, model_name: str, options: RuntimeOptions, weights_path: str | None = None
     ) -> None:
         self._classifier = load_model(model_name, options, weights_path=weights_path)
+        self.identity = model_identity(
+            self._classifier, options, weights_fingerprint(self._classifier.spec, weights_path)
+        )
         self._input_shape = (self._classifier.spec.input_size,) * 2 + (3,)
         workers = options.interpreters if options.runtime == "litert" else CONCURRENT_BATCHES
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
@@ -71,17 +75,18 @@ class ModelDeployment:
             self._classifier.warmup(size)
         self._warmed_up_to = max(self._warmed_up_to, max_batch_size)
 
-    async def predict(
-        self, image: np.ndarray, top: int | None = None, minconf: float | None = None
-    ) -> list[dict[str, Any]]:
-        """Labels for one model-ready image, filtered as the caller asked."""
-        if image.shape != self._input_shape or image.dtype != np.uint8:
-            raise ValueError(f"expected uint8 {self._input_shape}, got {image.dtype} {image.shape}")
+    async def infer_many(self, images: np.ndarray) -> tuple[str, np.ndarray]:
+        """This model's identity and the probabilities (N, 1000) of N model-ready images."""
+        if images.ndim != 4 or images.shape[1:] != self._input_shape or images.dtype != np.uint8:
+            raise ValueError(
+                f"expected uint8 (N, {self._input_shape}), got {images.dtype} {images.shape}"
+            )
         if self._batched:
-            probabilities = await self.infer_batch(image)
+            rows = await asyncio.gather(*(self.infer_batch(image) for image in images))
         else:
-            (probabilities,) = await self._infer([image])
-        return select_predictions(probabilities, top=top, minconf=minconf)
+            rows = await asyncio.gather(*(self._infer([image]) for image in images))
+            rows = [row[0] for row in rows]
+        return self.identity, np.stack(rows)
 
     @serve.batch(
         max_batch_size=DEFAULT_SETTINGS.max_batch_size,

@@ -10,6 +10,7 @@ and lighter than decoding at full size and resizing afterwards.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -111,6 +112,14 @@ def center_crop_resize(
         reducing_gap=3.0,  # box-reduce big images first; indistinguishable from full bicubic
     )
     return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8))
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A model-ready image and the digest of the bytes it was made from."""
+
+    digest: bytes  # SHA-256 of the image's bytes: the response cache's key
+    pixels: np.ndarray  # (S, S, 3) uint8
 
 
 def prepare_image(

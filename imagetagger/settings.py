@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from imagetagger.response_cache import DEFAULT_CACHE_BYTES
+
 
 def _check_cidr(value: str) -> str:
     ipaddress.ip_network(value, strict=False)  # ValueError -> pydantic error
@@ -84,4 +86,10 @@ class IngressSettings(BaseModel):
         ge=1,
         description="Requests a client may make at once before the rate applies (the "
         "token bucket's size); used only when rate_limit_per_s > 0.",
+    )
+    response_cache_bytes: int = Field(
+        default=DEFAULT_CACHE_BYTES,
+        ge=0,
+        description="Memory for answers to repeated images (same bytes, same model), per "
+        "ingress replica; least recently used out first. 0: off.",
     )

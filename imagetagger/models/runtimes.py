@@ -101,3 +101,18 @@ def load_model(
     return load_classifier(
         name, weights_path=weights_path, cache_dir=cache_dir, compute_dtype=options.compute_dtype
     )
+
+
+def model_identity(classifier: Classifier, options: RuntimeOptions, weights: str) -> str:
+    """Everything that changes a loaded model's answers, as one string.
+
+    The response cache keys answers by it: model, runtime, numbers (precision or
+    compute dtype) and ``weights``, the weights' fingerprint
+    (:func:`imagetagger.models.sources.weights_fingerprint`). On LiteRT the converted
+    file's name is used as well: it also names the conversion format and, for int8,
+    the calibration photos.
+    """
+    numbers = options.precision if options.runtime == "litert" else options.compute_dtype
+    identity = f"{classifier.spec.name}/{options.runtime}/{numbers}/weights-{weights}"
+    model_path = getattr(classifier, "model_path", None)
+    return identity if model_path is None else f"{identity}/{Path(model_path).name}"

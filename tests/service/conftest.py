@@ -98,6 +98,7 @@ def ray_cluster() -> Iterator[str]:
 
     metrics_port = servers.unused_port("127.0.0.1")
     ray.init(
+        address="local",  # a new cluster, never one already running on this machine
         num_cpus=2,
         include_dashboard=False,
         namespace="serve",
