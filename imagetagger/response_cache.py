@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_CACHE_BYTES = 16 * 2**20  # ~4,000 answers of 1000 float32
+from imagetagger.settings import DEFAULT_CACHE_BYTES
 # Per entry beyond the probabilities: the key's strings and the dict's own slots.
 ENTRY_OVERHEAD_BYTES = 200
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from imagetagger.response_cache import DEFAULT_CACHE_BYTES
+DEFAULT_CACHE_BYTES = 16 * 2**20  # the response cache: ~4,000 answers of 1000 float32
 
 
 def _check_cidr(value: str) -> str:

@@ -1,8 +1,9 @@
 """The ``imagetagger`` command: argument checks, config overrides, signals, local predictions.
 
-``serve`` is exercised for real as a subprocess, but with a fake ``serve`` executable
-first on PATH, so no Ray cluster starts: the fake records its arguments, the config it
-was given and the signals it receives.
+``serve`` is exercised for real as a subprocess, but with stand-ins for Ray's tools
+(``ray start``, ``serve run --non-blocking``, the Serve drivers), so no Ray cluster
+starts: they record their arguments and the config they were given, and ``ray start``
+leaves fake daemons behind for ``serve`` to adopt and stop, as the real one does.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import yaml
 from PIL import Image
 
 from imagetagger import cli
+from imagetagger.cli import local_ray
 from imagetagger.labels import LABELS
-from imagetagger.serving_env import SERVING_ENV
+from imagetagger.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT_LABELS = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}
@@ -198,44 +200,58 @@ def test_cli_module_imports_no_ray_tensorflow_or_numpy() -> None:
 
 # --- serve: a real subprocess with a fake `serve` -------------------------------------
 
-FAKE_SERVE = """\
+# Stand-ins for Ray's CLIs and our Serve drivers: they record what they were asked to do
+# in RECORD (one JSON line each) and `ray start` leaves two orphaned "daemons" named
+# gcs_server and raylet, as the real one does, for `imagetagger serve` to adopt.
+FAKE_TOOL = """\
 #!{python}
-import json, os, signal, sys, time
+import json, os, signal, subprocess, sys, time
 
-record = os.environ["FAKE_SERVE_RECORD"]
-mode = os.environ.get("FAKE_SERVE_MODE", "graceful")
-config_path = sys.argv[2]
-state = {{
-    "argv": sys.argv[1:],
-    "config": open(config_path).read(),
-    "signals": [],
-    "env": {{k: v for k, v in os.environ.items() if k.startswith("RAY_")}},
-}}
+record = os.environ["FAKE_RECORD"]
+mode = os.environ.get("FAKE_MODE", "")
+tool = os.path.basename(sys.argv[0])
+entry = {{"tool": tool, "argv": sys.argv[1:],
+          "env": {{k: v for k, v in os.environ.items() if k.startswith("RAY_")}}}}
+if tool == "serve" and sys.argv[1] == "run":
+    entry["config"] = open(sys.argv[-1]).read()
+with open(record, "a") as f:
+    f.write(json.dumps(entry) + "\\n")
+if tool == "ray" and sys.argv[1] == "start":
+    here = os.path.dirname(sys.argv[0])
+    for daemon in ("gcs_server", "raylet"):
+        if os.fork() == 0:  # orphaned at once: ray start exits before its daemons
+            os.setsid()
+            subprocess.Popen(
+                [os.path.join(here, daemon), "--log_dir=" + here + "/logs"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            os._exit(0)
+    time.sleep(0.2)
+if tool == "control" and sys.argv[1] == "wait" and mode == "deploy-fails":
+    print("application 'imagetagger' failed to deploy: ImportError: boom", file=sys.stderr)
+    sys.exit(1)
+if tool == "control" and sys.argv[1] == "shutdown" and mode == "slow-shutdown":
+    time.sleep(60)
+"""
 
-
-def write():
-    tmp = record + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f)
-    os.replace(tmp, record)
-
-
-def on_signal(signum, frame):
-    state["signals"].append(signal.Signals(signum).name)
-    write()
-    if mode == "graceful" or signum == signal.SIGTERM:
-        sys.exit(0)
-
-
-signal.signal(signal.SIGINT, on_signal)
-signal.signal(signal.SIGTERM, on_signal)
-write()
-if mode == "exit3":
-    sys.exit(3)
-if mode == "selfkill":
-    os.kill(os.getpid(), signal.SIGKILL)
+FAKE_DAEMON = """\
+#!{python}
+import os, signal, sys, time
+if os.environ.get("FAKE_MODE") == "stubborn" and os.path.basename(sys.argv[0]) == "raylet":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 while True:
     time.sleep(0.05)
+"""
+
+# `imagetagger serve` with the stand-ins in place of Ray's tools.
+SERVE_WITH_FAKES = """\
+import sys
+from imagetagger.cli import local_ray, main
+bin_dir = sys.argv[1]
+local_ray.default_tools = lambda: local_ray.Tools(
+    ray=[bin_dir + "/ray"], serve=[bin_dir + "/serve"], control=[bin_dir + "/control"]
+)
+sys.exit(main(sys.argv[2:]))
 """
 
 
@@ -249,49 +265,79 @@ def _wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError("timed out waiting")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class ServeRun:
-    """``imagetagger serve`` in a subprocess, with the fake ``serve`` first on PATH."""
+    """``imagetagger serve`` in a subprocess, with stand-ins for Ray's tools."""
 
     def __init__(self, tmp_path: Path, mode: str, env: dict[str, str], extra: list[str]):
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
-        fake = bin_dir / "serve"
-        fake.write_text(FAKE_SERVE.format(python=sys.executable))
-        fake.chmod(0o755)
+        for name, text in (
+            ("ray", FAKE_TOOL),
+            ("serve", FAKE_TOOL),
+            ("control", FAKE_TOOL),
+            ("gcs_server", FAKE_DAEMON),
+            ("raylet", FAKE_DAEMON),
+        ):
+            (bin_dir / name).write_text(text.format(python=sys.executable))
+            (bin_dir / name).chmod(0o755)
         config = tmp_path / "serve_config.yaml"
         config.write_text(yaml.safe_dump(BASE_CONFIG, sort_keys=False))
-        self.record = tmp_path / "record.json"
-        dropped = {"PORT", "IMAGETAGGER_MODEL", *SERVING_ENV}  # what `serve` gets is ours
+        self.record = tmp_path / "record.jsonl"
+        self.port_file = tmp_path / "port"
+        dropped = {"PORT", "IMAGETAGGER_MODEL", *SERVING_ENV, *LOCAL_SERVING_ENV}
         environ = {k: v for k, v in os.environ.items() if k not in dropped}
         environ.update(
-            PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            FAKE_SERVE_RECORD=str(self.record),
-            FAKE_SERVE_MODE=mode,
+            FAKE_RECORD=str(self.record),
+            FAKE_MODE=mode,
+            RAY_AUTH_TOKEN="test-token",  # no token to make
+            IMAGETAGGER_PORT_FILE=str(self.port_file),
             **env,
         )
+        command = ["serve", "--config", str(config), *extra]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "imagetagger.cli", "serve", "--config", str(config), *extra],
+            [sys.executable, "-c", SERVE_WITH_FAKES, str(bin_dir), *command],
             env=environ,
             cwd=tmp_path,
             stderr=subprocess.PIPE,
             text=True,
         )
 
-    def state(self) -> dict[str, Any] | None:
+    def calls(self) -> list[dict[str, Any]]:
         try:
-            return json.loads(self.record.read_text())
+            lines = self.record.read_text().splitlines()
         except FileNotFoundError:
-            return None
+            return []
+        return [json.loads(line) for line in lines]
 
-    def wait_started(self) -> dict[str, Any]:
-        return _wait_for(self.state)
+    def call(self, tool: str, command: str) -> dict[str, Any] | None:
+        found = [c for c in self.calls() if c["tool"] == tool and c["argv"][0] == command]
+        return found[0] if found else None
 
-    def wait_signals(self, count: int) -> list[str]:
-        return _wait_for(lambda: len(self.state()["signals"]) >= count and self.state()["signals"])
+    def wait_call(self, tool: str, command: str) -> dict[str, Any]:
+        return _wait_for(lambda: self.call(tool, command))
 
-    def finish(self) -> int:
+    def daemons(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmdline = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if str(self.record.parent / "bin").encode() in cmdline and b"--log_dir" in cmdline:
+                    pids.append(int(entry.name))
+        return [pid for pid in pids if _alive(pid)]
+
+    def finish(self, timeout: float = 30) -> int:
         try:
-            return self.process.wait(timeout=30)
+            return self.process.wait(timeout=timeout)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
@@ -301,7 +347,7 @@ class ServeRun:
 def serve_run(tmp_path: Path):
     runs: list[ServeRun] = []
 
-    def start(mode: str = "graceful", env: dict[str, str] | None = None, extra=()) -> ServeRun:
+    def start(mode: str = "", env: dict[str, str] | None = None, extra=()) -> ServeRun:
         run = ServeRun(tmp_path, mode, env or {}, list(extra))
         runs.append(run)
         return run
@@ -311,35 +357,43 @@ def serve_run(tmp_path: Path):
         if run.process.poll() is None:
             run.process.kill()
             run.process.wait()
+        for pid in run.daemons():
+            os.kill(pid, signal.SIGKILL)
 
 
-def test_serve_runs_serve_run_on_the_effective_config(serve_run) -> None:
+def test_serve_starts_ray_and_deploys_the_effective_config(serve_run) -> None:
     run = serve_run(env={"PORT": "7000", "IMAGETAGGER_MODEL": "efficientnet_lite0"})
-    state = run.wait_started()
-    assert state["argv"][0] == "run"
-    assert len(state["argv"]) == 2
-    config = yaml.safe_load(state["config"])
+    deploy = run.wait_call("serve", "run")
+    assert deploy["argv"][1] == "--non-blocking"
+    config = yaml.safe_load(deploy["config"])
     assert config["http_options"] == {"host": "0.0.0.0", "port": 7000}
     assert config["applications"][0]["args"] == {
         "model": "efficientnet_lite0",
         "intra_op_threads": 2,
     }
     assert config["applications"][1] == BASE_CONFIG["applications"][1]
+    start = run.call("ray", "start")
+    assert start is not None
+    assert {"--head", "--node-ip-address=127.0.0.1", "--no-monitor"} <= set(start["argv"])
+    assert "--include-log-monitor=false" in start["argv"]
+    wait = run.wait_call("control", "wait")
+    assert wait["argv"][2:4] == ["imagetagger", "other"]  # both applications
+    assert run.port_file.read_text() == "7000\n"
+    assert len(_wait_for(run.daemons)) == 2
 
     run.process.send_signal(signal.SIGTERM)
     assert run.finish() == 0
-    assert run.state()["signals"] == ["SIGINT"]  # Serve's graceful shutdown path
-    assert not Path(state["argv"][1]).exists()  # the temporary config is removed
+    assert run.call("control", "shutdown") is not None  # Serve's graceful shutdown first
+    assert run.daemons() == []  # then the adopted daemons
+    assert not Path(deploy["argv"][-1]).exists()  # the temporary config is removed
 
 
-def test_serve_runs_serve_in_the_serving_mode(serve_run) -> None:
+def test_serve_runs_ray_in_the_serving_mode(serve_run) -> None:
     run = serve_run(env={"RAY_SERVE_HAPROXY_NBTHREAD": "3"})  # exported values win
-    env = run.wait_started()["env"]
-    assert {key: env.get(key) for key in SERVING_ENV} == {
-        **SERVING_ENV,
-        "RAY_SERVE_HAPROXY_NBTHREAD": "3",
-    }
-    run.process.send_signal(signal.SIGTERM)
+    env = run.wait_call("ray", "start")["env"]
+    expected = {**SERVING_ENV, **LOCAL_SERVING_ENV, "RAY_SERVE_HAPROXY_NBTHREAD": "3"}
+    assert {key: env.get(key) for key in expected} == expected
+    run.process.send_signal(signal.SIGINT)
     assert run.finish() == 0
 
 
@@ -348,48 +402,137 @@ def test_serve_cli_options_override_env(serve_run) -> None:
         env={"PORT": "7000", "IMAGETAGGER_MODEL": "efficientnet_lite0"},
         extra=["--port", "9001", "--model", "efficientnet_b3"],
     )
-    config = yaml.safe_load(run.wait_started()["config"])
+    config = yaml.safe_load(run.wait_call("serve", "run")["config"])
     assert config["http_options"]["port"] == 9001
     assert config["applications"][0]["args"]["model"] == "efficientnet_b3"
+    run.wait_call("control", "wait")
     run.process.send_signal(signal.SIGINT)
     assert run.finish() == 0
-    assert run.state()["signals"] == ["SIGINT"]
 
 
-def test_serve_keeps_the_file_port_without_overrides(serve_run) -> None:
+def test_serve_keeps_the_file_config_without_overrides(serve_run) -> None:
     run = serve_run()
-    config = yaml.safe_load(run.wait_started()["config"])
-    assert config == BASE_CONFIG
+    assert yaml.safe_load(run.wait_call("serve", "run")["config"]) == BASE_CONFIG
+    assert run.port_file.read_text() == "8000\n"
     run.process.send_signal(signal.SIGTERM)
     assert run.finish() == 0
 
 
-def test_second_signal_escalates_to_sigterm(serve_run) -> None:
+def test_a_failed_deploy_is_exit_1_with_the_reason_and_no_daemons_left(serve_run) -> None:
+    run = serve_run(mode="deploy-fails")
+    assert run.finish() == 1
+    assert "ImportError: boom" in run.process.stderr.read()
+    assert run.daemons() == []
+
+
+def test_ray_dying_ends_serve_with_exit_1(serve_run) -> None:
+    run = serve_run()
+    run.wait_call("control", "wait")
+    daemons = _wait_for(run.daemons)
+    os.kill(daemons[0], signal.SIGKILL)
+    assert run.finish() == 1
+    assert "Ray's daemons exited" in run.process.stderr.read()
+    assert run.daemons() == []
+
+
+def test_second_signal_skips_the_graceful_shutdown(serve_run) -> None:
+    run = serve_run(mode="slow-shutdown")
+    run.wait_call("control", "wait")
+    run.process.send_signal(signal.SIGTERM)
+    run.wait_call("control", "shutdown")
+    started = time.monotonic()
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish() == 0
+    assert time.monotonic() - started < 15  # not the 60 s the shutdown would take
+    assert run.daemons() == []
+
+
+def test_daemons_that_ignore_sigterm_are_killed(serve_run) -> None:
     run = serve_run(mode="stubborn")
-    run.wait_started()
-    run.process.send_signal(signal.SIGTERM)
-    assert run.wait_signals(1) == ["SIGINT"]
-    assert run.process.poll() is None  # still shutting down gracefully
+    run.wait_call("control", "wait")
     run.process.send_signal(signal.SIGTERM)
     assert run.finish() == 0
-    assert run.state()["signals"] == ["SIGINT", "SIGTERM"]
-
-
-def test_serve_exit_status_is_passed_on(serve_run) -> None:
-    run = serve_run(mode="exit3")
-    assert run.finish() == 3
-
-
-def test_serve_killed_child_gives_128_plus_signal(serve_run) -> None:
-    run = serve_run(mode="selfkill")
-    assert run.finish() == 128 + signal.SIGKILL
+    assert "killing what did not stop in time: raylet" in run.process.stderr.read()
+    assert run.daemons() == []
 
 
 def test_serve_bad_env_port_is_an_error(serve_run) -> None:
     run = serve_run(env={"PORT": "eighty"})
     assert run.finish() == 1
     assert "$PORT: invalid port 'eighty'" in run.process.stderr.read()
-    assert run.state() is None  # serve run never started
+    assert run.calls() == []  # Ray never started
+
+
+@pytest.mark.parametrize(
+    ("memory", "shm", "expected"),
+    [
+        (8 * 2**30, 16 * 2**30, int(8 * 2**30 * 0.3)),  # a laptop: 30% of memory
+        (8 * 2**30, 2**30, int(2**30 * 0.9)),  # docker --shm-size=1g: fits /dev/shm
+        (8 * 2**30, 64 * 2**20, None),  # Docker's 64 MiB default: Ray's own fallback
+        (2 * 2**30, None, int(2 * 2**30 * 0.3)),  # no /dev/shm
+    ],
+)
+def test_object_store_fits_memory_and_shm(memory: int, shm: int | None, expected) -> None:
+    assert local_ray.object_store_bytes(memory, shm) == expected
+
+
+# --- `serve run` in the foreground (where there is no subreaper: not Linux) -----------
+
+FAKE_SERVE = """\
+#!{python}
+import signal, sys, time
+mode = sys.argv[1]
+seen = []
+def on_signal(signum, frame):
+    seen.append(signal.Signals(signum).name)
+    print(" ".join(seen), flush=True)
+    if mode == "graceful" or signum == signal.SIGTERM:
+        sys.exit(0)
+signal.signal(signal.SIGINT, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+print("started", flush=True)
+if mode == "exit3":
+    sys.exit(3)
+if mode == "selfkill":
+    import os
+    os.kill(os.getpid(), signal.SIGKILL)
+while True:
+    time.sleep(0.05)
+"""
+
+RUN_FOREGROUND = """\
+import sys
+from imagetagger.cli.serve import run_foreground
+sys.exit(run_foreground([sys.executable, sys.argv[1], sys.argv[2]]))
+"""
+
+
+def _foreground(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+    fake = tmp_path / "fake_serve.py"
+    fake.write_text(FAKE_SERVE.format(python=sys.executable))
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_FOREGROUND, str(fake), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if mode in ("graceful", "stubborn"):
+        assert process.stdout.readline().strip() == "started"
+    return process
+
+
+def test_foreground_first_signal_is_sigint_the_second_sigterm(tmp_path: Path) -> None:
+    process = _foreground(tmp_path, "stubborn")
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout.readline().strip() == "SIGINT"
+    assert process.poll() is None  # still shutting down gracefully
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert process.stdout.read().strip() == "SIGINT SIGTERM"
+
+
+def test_foreground_exit_status_is_passed_on(tmp_path: Path) -> None:
+    assert _foreground(tmp_path, "exit3").wait(timeout=30) == 3
+    assert _foreground(tmp_path, "selfkill").wait(timeout=30) == 128 + signal.SIGKILL
 
 
 # --- predict: the real model, in this process ----------------------------------------

@@ -123,19 +123,22 @@ def auth_token(environ: Mapping[str, str]) -> str | None:
 
 
 def descendants(root: int) -> list[int]:
-    """Every living descendant of ``root`` (from /proc), children first."""
+    """Every living (not zombie) descendant of ``root``, from /proc, children first."""
     parents: dict[int, int] = {}
+    zombies: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            if fields[0] == "Z":
+                zombies.add(int(entry.name))
     found: list[int] = []
-    frontier = [root]
+    frontier = {root}
     while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found.extend(children)
+        children = {pid for pid, parent in parents.items() if parent in frontier}
+        found.extend(sorted(children - zombies))
         frontier = children
     return found
 
@@ -147,20 +150,36 @@ def _process_name(pid: int) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Tools:
+    """The commands :class:`LocalRay` runs (the tests put stand-ins here)."""
+
+    ray: list[str]
+    serve: list[str]
+    control: list[str]
+
+
+def default_tools() -> Tools:
+    """Ray's CLIs installed beside this interpreter (else on PATH), and our drivers."""
+    bin_dir = Path(sys.executable).parent
+
+    def tool(name: str) -> list[str]:
+        sibling = bin_dir / name
+        return [str(sibling) if sibling.is_file() else name]
+
+    return Tools(tool("ray"), tool("serve"), [sys.executable, "-m", "deployments.control"])
+
+
 @dataclass
 class LocalRay:
     """One private Ray instance on this machine, for the lifetime of ``imagetagger serve``."""
 
     env: dict[str, str]
-    bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    tools: Tools = field(default_factory=lambda: default_tools())
     gcs_port: int = 0
     dashboard_port: int = 0
     session_dir: Path | None = None
     out: TextIO = sys.stderr
-
-    def _tool(self, name: str) -> str:
-        sibling = self.bin_dir / name
-        return str(sibling) if sibling.is_file() else name
 
     def _run(self, argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -183,7 +202,7 @@ class LocalRay:
     def ensure_token(self) -> None:
         """Token authentication needs a token; make Ray's default one if there is none."""
         if auth_token(self.env) is None:
-            done = self._run([self._tool("ray"), "get-auth-token", "--generate"], 60)
+            done = self._run([*self.tools.ray, "get-auth-token", "--generate"], 60)
             if done.returncode != 0:
                 raise ServeFailed(f"could not create Ray's auth token: {done.stderr.strip()}")
 
@@ -215,7 +234,7 @@ class LocalRay:
 
     def _start_argv(self) -> list[str]:
         argv = [
-            self._tool("ray"),
+            *self.tools.ray,
             "start",
             "--head",
             "--node-ip-address=127.0.0.1",
@@ -257,7 +276,7 @@ class LocalRay:
     def deploy(self, config_path: Path) -> None:
         """Deploy ``config_path`` with a driver that exits once the config is submitted."""
         argv = [
-            self._tool("serve"),
+            *self.tools.serve,
             "run",
             "--non-blocking",
             f"--address={self.gcs_address}",
@@ -268,7 +287,7 @@ class LocalRay:
             raise ServeFailed(f"`serve run --non-blocking` failed:\n{done.stdout}{done.stderr}")
 
     def _control(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "deployments.control", args[0], self.gcs_address, *args[1:]]
+        return [*self.tools.control, args[0], self.gcs_address, *args[1:]]
 
     def wait_running(
         self, names: Sequence[str], stop: threading.Event, timeout_s: float = DEPLOY_TIMEOUT_S
@@ -338,7 +357,8 @@ class LocalRay:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             _reap()
-            if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            living = set(descendants(os.getpid()))
+            if not living.intersection(pids):
                 return
             time.sleep(0.05)
 

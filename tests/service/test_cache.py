@@ -1,0 +1,109 @@
+"""The response cache on the live service: repeats answered from it, byte for byte.
+
+Keys are unit-tested in tests/test_response_cache.py (a changed byte, another model,
+precision, runtime or weights never hit); here the ingress really uses it for URLs,
+uploads and batch items, its answers equal the model's, and its metrics move.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from tests import servers
+from tests.service.conftest import Service
+
+CHELSEA = (Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg").read_bytes()
+METRIC = "ray_imagetagger_response_cache_{}"
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same picture with other bytes: a JPEG comment (COM segment) after SOI."""
+    payload = text.encode()
+    segment = b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def settled(service: Service, name: str) -> float:
+    """The metric once earlier requests' figures have been reported (every 1 s here)."""
+    time.sleep(2.5)
+    return metric(service, name)
+
+
+def metric(service: Service, name: str) -> float:
+    text = requests.get(service.metrics_url, timeout=10).text
+    pattern = rf"^{METRIC.format(name)}(?:\{{[^}}]*\}})? (\S+)$"
+    return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE))
+
+
+def wait_metric(service: Service, name: str, at_least: float, timeout_s: float = 60) -> float:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = metric(service, name)
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
+def unique_photo(service: Service) -> str:
+    """A loopback URL serving chelsea.jpg's picture with bytes no other test sends."""
+    path = f"/cache-{uuid.uuid4().hex}.jpg"
+    service.images.add_route(path, servers.respond(with_comment(CHELSEA, path), "image/jpeg"))
+    return service.image_url(path.lstrip("/"))
+
+
+def test_a_repeated_url_is_answered_from_the_cache_byte_for_byte(service: Service) -> None:
+    url = unique_photo(service)
+    misses, hits = settled(service, "misses_total"), metric(service, "hits_total")
+    first = service.predict(url, top=5)
+    assert first.status_code == 200
+    assert wait_metric(service, "misses_total", misses + 1) >= misses + 1
+    repeats = [service.predict(url, top=5) for _ in range(3)]
+    assert [r.content for r in repeats] == [first.content] * 3  # byte for byte
+    assert wait_metric(service, "hits_total", hits + 3) >= hits + 3
+    assert metric(service, "entries") >= 1
+    assert metric(service, "bytes") >= 4000  # at least one answer of 1000 float32
+
+
+def test_top_and_minconf_apply_to_a_cached_answer(service: Service) -> None:
+    url = unique_photo(service)
+    full = service.predict(url, top=1000).json()["predictions"]
+    assert len(full) == 1000
+    top3 = service.predict(url, top=3).json()["predictions"]
+    assert top3 == full[:3]
+    floor = full[2]["confidence"]
+    confident = service.predict(url, minconf=floor).json()["predictions"]
+    assert confident == [p for p in full if p["confidence"] >= floor]
+
+
+def test_other_bytes_of_the_same_picture_are_not_a_hit(service: Service) -> None:
+    url = unique_photo(service)
+    other = unique_photo(service)  # same pixels, one more comment byte pattern
+    assert service.predict(url).status_code == 200
+    misses = settled(service, "misses_total")
+    assert service.predict(other).status_code == 200
+    assert wait_metric(service, "misses_total", misses + 1) >= misses + 1
+
+
+def test_uploads_and_batch_items_use_the_cache(service: Service) -> None:
+    data = with_comment(CHELSEA, f"upload-{uuid.uuid4().hex}")
+    first = service.post("/predictions", files={"file": ("cat.jpg", data, "image/jpeg")})
+    assert first.status_code == 200
+    hits = settled(service, "hits_total")
+    again = service.post("/predictions", files={"file": ("cat.jpg", data, "image/jpeg")})
+    assert again.content == first.content
+    hits = wait_metric(service, "hits_total", hits + 1)
+
+    url = unique_photo(service)
+    body = {"urls": [url], "top": 3}
+    batch = service.post("/predictions/batch", json=body)
+    assert batch.status_code == 200
+    hits = settled(service, "hits_total")
+    repeat = service.post("/predictions/batch", json={"urls": [url, url], "top": 3})
+    results = repeat.json()["results"]
+    assert results == [batch.json()["results"][0]] * 2
+    assert wait_metric(service, "hits_total", hits + 2) >= hits + 2

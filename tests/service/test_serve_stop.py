@@ -1,0 +1,103 @@
+"""``imagetagger serve`` for real (what ``make run`` runs), stopped as a terminal's Ctrl-C does.
+
+A private Ray instance of its own (its own RAY_TMPDIR, HAProxy files and ports) beside
+the session's cluster: it starts, tags a photo, and Ctrl-C (SIGINT to its process
+group) stops it within 10 s with exit status 0, no shutdown warning, and nothing of
+it left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from imagetagger.serving_env import isolated_haproxy_env
+from tests import servers
+from tests.service.conftest import IMAGE_HOST, ROOT, Service
+
+START_TIMEOUT_S = 600
+STOP_LIMIT_S = 10.0
+
+
+def _ours(marker: str) -> list[int]:
+    """Processes that carry ``marker`` in their environment (the whole Ray tree)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state != "Z":
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_ctrl_c_stops_make_run_within_10_s_without_warnings(service: Service) -> None:
+    port = servers.unused_port("127.0.0.1")
+    ray_tmp = tempfile.mkdtemp(prefix="itc-", dir="/tmp")  # short: Ray's socket paths
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config["http_options"]["host"] = "127.0.0.1"
+    config_path = Path(ray_tmp) / "serve_config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    haproxy = Path(ray_tmp) / "haproxy"
+    haproxy.mkdir()
+    marker = f"IMAGETAGGER_STOP_TEST={os.getpid()}-{time.monotonic_ns()}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_HAPROXY")},
+        **isolated_haproxy_env(str(haproxy)),
+        "RAY_TMPDIR": ray_tmp,
+        marker.split("=")[0]: marker.split("=")[1],
+    }
+    env.pop("RAY_ADDRESS", None)
+    log_path = Path(ray_tmp) / "serve.log"
+    command = [str(Path(sys.executable).with_name("imagetagger")), "serve"]
+    command += ["--config", str(config_path), "--port", str(port)]
+    command += ["--allow-network", f"{IMAGE_HOST}/32"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                if requests.get(base_url + "/", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "not serving in time"
+            time.sleep(1)
+        url = service.image_url("chelsea.jpg")
+        answer = requests.get(base_url + "/predictions", params={"url": url}, timeout=60)
+        assert answer.status_code == 200
+        assert answer.json()["predictions"][0]["label"] in {"tabby", "tiger_cat", "Egyptian_cat"}
+
+        stopped_at = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        status = process.wait(timeout=60)
+        took = time.monotonic() - stopped_at
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        for pid in _ours(marker):
+            os.kill(pid, signal.SIGKILL)
+    output = log_path.read_text()
+    assert status == 0, output[-3000:]
+    assert took <= STOP_LIMIT_S, f"stopped in {took:.1f} s"
+    assert "failed to shut down" not in output
+    assert "killing what did not stop" not in output
+    time.sleep(1)
+    assert _ours(marker) == []
+    subprocess.run(["rm", "-rf", ray_tmp], check=False)
