@@ -4,7 +4,9 @@ Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) are dr
 Selenium; the tests fail, never skip, when they are missing. Each test writes a
 screenshot of the page as it ended to ``test-results/ui/<test>.png``. The keys-on page
 is served by one more small app, ``imagetagger-ui-keys`` at ``/ui-keys``, which also
-shows that the page's relative URLs work under a route prefix.
+shows that the page's relative URLs work under a route prefix. The errors the service
+cannot be made to answer on demand (Overloaded, RateLimited, ...) come from a small
+local FastAPI app that serves the same page and answers them as the ingress does.
 """
 
 from __future__ import annotations
@@ -12,16 +14,30 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, Response
 
-from deployments.ui import CONTENT_SECURITY_POLICY
+from deployments.middleware import json_error
+from deployments.ui import CONTENT_SECURITY_POLICY, ui_router
 from imagetagger.auth import INVALID_KEY, hash_key
+from imagetagger.errors import (
+    ImageTaggerError,
+    ImageTooLarge,
+    Overloaded,
+    RateLimited,
+    UnreachableURL,
+)
+from tests import servers
 from tests.service.conftest import (
     IMAGE_HOST,
     ROOT,
@@ -260,6 +276,80 @@ def test_an_image_the_service_cannot_read_shows_invalid_image(page: Any, service
     title, detail = shown_error(page)
     assert title == "That is not an image the service can read."
     assert detail == "Url is not pointing to a valid image format."
+
+
+# The errors the session's service cannot be made to answer on demand, answered the way
+# the ingress answers them (json_error plus the error's headers), by a small local app.
+CANNED_ERRORS: dict[str, ImageTaggerError] = {
+    "UnreachableURL": UnreachableURL(),
+    "ImageTooLarge": ImageTooLarge(),
+    "Overloaded": Overloaded(),
+    "RateLimited": RateLimited(retry_after_s=7),
+}
+
+
+@pytest.fixture(scope="module")
+def canned_errors() -> Iterator[str]:
+    """The page's routes and a ``/predictions`` that answers the error its URL names."""
+    import uvicorn
+
+    app = FastAPI()
+    app.include_router(ui_router)
+
+    @app.get("/predictions")
+    async def predictions(url: str) -> Response:
+        name = urlsplit(url).path.strip("/")
+        if name not in CANNED_ERRORS:
+            return PlainTextResponse("Bad Gateway", status_code=502)  # a proxy's answer
+        error = CANNED_ERRORS[name]
+        response = json_error(error.status_code, error.error_type, error.detail)
+        response.headers.update(error.headers)
+        return response
+
+    port = servers.unused_port("127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the canned-error server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=WAIT_S)
+
+
+@pytest.mark.parametrize(
+    ("name", "title", "detail"),
+    [
+        (
+            "UnreachableURL",
+            "The image could not be downloaded: the URL cannot be reached.",
+            "Url cannot be reached.",
+        ),
+        (
+            "ImageTooLarge",
+            "The image is larger than this service accepts.",
+            "Image is larger than this service accepts.",
+        ),
+        (
+            "Overloaded",
+            "The service is busy right now; try again in a moment.",
+            "The service is overloaded; retry later.",
+        ),
+        ("RateLimited", "Too many requests. Retry in 7 s.", "Too many requests; retry later."),
+        ("bad-gateway", "The service answered HTTP 502.", ""),
+    ],
+)
+def test_each_error_answer_shows_its_message(
+    page: Any, canned_errors: str, name: str, title: str, detail: str
+) -> None:
+    open_ui(page, canned_errors)
+    submit_url(page, f"http://127.0.0.2:9/{name}")
+    assert shown_error(page) == (title, detail)
+    assert not element(page, "result").is_displayed()
 
 
 @pytest.fixture(scope="module")
