@@ -109,7 +109,7 @@ def chromium() -> Iterator[Any]:
 
 
 def save_screenshot(driver: Any, request: pytest.FixtureRequest) -> None:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name).strip("_")
     assert driver.save_screenshot(str(RESULTS / f"{name}.png")), name
 
 
@@ -321,27 +321,29 @@ def canned_errors() -> Iterator[str]:
         thread.join(timeout=WAIT_S)
 
 
+CANNED_CASES = [
+    (
+        "UnreachableURL",
+        "The image could not be downloaded: the URL cannot be reached.",
+        "Url cannot be reached.",
+    ),
+    (
+        "ImageTooLarge",
+        "The image is larger than this service accepts.",
+        "Image is larger than this service accepts.",
+    ),
+    (
+        "Overloaded",
+        "The service is busy right now; try again in a moment.",
+        "The service is overloaded; retry later.",
+    ),
+    ("RateLimited", "Too many requests. Retry in 7 s.", "Too many requests; retry later."),
+    ("bad-gateway", "The service answered HTTP 502.", ""),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "title", "detail"),
-    [
-        (
-            "UnreachableURL",
-            "The image could not be downloaded: the URL cannot be reached.",
-            "Url cannot be reached.",
-        ),
-        (
-            "ImageTooLarge",
-            "The image is larger than this service accepts.",
-            "Image is larger than this service accepts.",
-        ),
-        (
-            "Overloaded",
-            "The service is busy right now; try again in a moment.",
-            "The service is overloaded; retry later.",
-        ),
-        ("RateLimited", "Too many requests. Retry in 7 s.", "Too many requests; retry later."),
-        ("bad-gateway", "The service answered HTTP 502.", ""),
-    ],
+    ("name", "title", "detail"), CANNED_CASES, ids=[case[0] for case in CANNED_CASES]
 )
 def test_each_error_answer_shows_its_message(
     page: Any, canned_errors: str, name: str, title: str, detail: str
