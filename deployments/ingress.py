@@ -34,6 +34,7 @@ from deployments.access import Access, AccessMiddleware
 from deployments.errors import as_domain_error
 from deployments.metrics import ingress_metrics
 from deployments.middleware import RequestMiddleware, json_error
+from deployments.ui import ui_router
 from imagetagger import __version__
 from imagetagger.auth import ApiKeys
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
@@ -138,8 +139,9 @@ app = FastAPI(
     version=__version__,
     description=DESCRIPTION
     + " Send an image URL (or upload a file) and get its ImageNet labels with "
-    "softmax confidences, best first.",
+    "softmax confidences, best first. To try it in a browser: [the page at /ui](ui).",
 )
+app.include_router(ui_router)  # GET /ui: a page for people, outside the API's schema
 
 
 def _domain_error_or_raise(exc: Exception) -> ImageTaggerError:
