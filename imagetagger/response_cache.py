@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagetagger.settings import DEFAULT_CACHE_BYTES
+
 # Per entry beyond the probabilities: the key's strings and the dict's own slots.
 ENTRY_OVERHEAD_BYTES = 200
 
