@@ -23,7 +23,7 @@ from ray import serve
 
 from deployments.metrics import downloader_metrics
 from imagetagger.errors import ImageTaggerError
-from imagetagger.fetch import FetchLimits, ImageFetcher
+from imagetagger.fetch import FetchLimits, fetcher_from_settings
 from imagetagger.images import prepare_image
 from imagetagger.models.specs import get_spec
 from imagetagger.netguard import AddressPolicy
@@ -45,7 +45,7 @@ class Downloader:
     def __init__(self, model_name: str) -> None:
         self._spec = get_spec(model_name)
         self._settings = DownloaderSettings()
-        self._fetcher = ImageFetcher(AddressPolicy([]), FetchLimits())
+        self._fetcher = fetcher_from_settings(self._settings)
         self._metrics = downloader_metrics()
         self._apply(self._settings)
 
