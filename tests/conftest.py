@@ -15,16 +15,16 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lite0_classifier(model_cache_dir: Path):
-    from imagetagger.models import load_classifier  # imports Keras: only when a test needs it
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier  # Keras
 
-    return load_classifier("efficientnet_lite0", cache_dir=model_cache_dir)
+    return load_tensorflow_classifier("efficientnet_lite0", cache_dir=model_cache_dir)
 
 
 @pytest.fixture(scope="session")
 def lite2_classifier(model_cache_dir: Path):
-    from imagetagger.models import load_classifier
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier
 
-    return load_classifier("efficientnet_lite2", cache_dir=model_cache_dir)
+    return load_tensorflow_classifier("efficientnet_lite2", cache_dir=model_cache_dir)
 
 
 def _litert(name: str, cache_dir: Path, precision: str):

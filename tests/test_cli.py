@@ -459,9 +459,9 @@ class _RecordingClassifier:
 
 @pytest.fixture(scope="module")
 def lite0() -> Any:
-    from imagetagger.models.loader import load_classifier
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier
 
-    return load_classifier("efficientnet_lite0")
+    return load_tensorflow_classifier("efficientnet_lite0")
 
 
 def test_predict_files_batches_and_filters(image_dir: Path, lite0: Any, tmp_path: Path) -> None:

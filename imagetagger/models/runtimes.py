@@ -46,8 +46,8 @@ def load_model(
     configure_tensorflow(
         intra_op_threads=options.intra_op_threads, inter_op_threads=options.inter_op_threads
     )
-    from imagetagger.models.loader import load_classifier
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier
 
-    return load_classifier(
+    return load_tensorflow_classifier(
         name, weights_path=weights_path, cache_dir=cache_dir, compute_dtype=options.compute_dtype
     )
