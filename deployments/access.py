@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imagetagger.auth import ApiKeys
+from deployments.auth import ApiKeys
+from deployments.ratelimit import RateLimiter
 from imagetagger.errors import ImageTaggerError, RateLimited
-from imagetagger.ratelimit import RateLimiter
 from imagetagger.schemas import error_example
 
 GUARDED_PATHS = frozenset({"/predictions", "/predictions/batch"})

@@ -22,11 +22,11 @@ import numpy as np
 from ray import serve
 
 from deployments.metrics import downloader_metrics
+from imagetagger.download.fetch import FetchLimits, fetcher_from_settings
+from imagetagger.download.netguard import AddressPolicy
 from imagetagger.errors import ImageTaggerError
-from imagetagger.fetch import FetchLimits, fetcher_from_settings
 from imagetagger.images import prepare_image
 from imagetagger.models.specs import get_spec
-from imagetagger.netguard import AddressPolicy
 from imagetagger.settings import DownloaderSettings
 
 logger = logging.getLogger("ray.serve")

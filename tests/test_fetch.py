@@ -18,10 +18,10 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagetagger import __version__
-from imagetagger import fetch as fetch_module
+from imagetagger.download import fetch as fetch_module
+from imagetagger.download.fetch import FetchLimits, ImageFetcher, fetcher_from_settings
+from imagetagger.download.netguard import AddressPolicy, GuardedConnector
 from imagetagger.errors import ForbiddenURL, ImageTooLarge, UnreachableURL
-from imagetagger.fetch import FetchLimits, ImageFetcher, fetcher_from_settings
-from imagetagger.netguard import AddressPolicy, GuardedConnector
 from imagetagger.settings import DownloaderSettings
 from tests import servers
 

@@ -123,7 +123,7 @@ def fetch_batch(table: pa.Table, *, settings: dict[str, Any]) -> pa.Table:
 async def _fetch_all(
     urls: Sequence[str], settings: DownloaderSettings
 ) -> list[bytes | ImageTaggerError]:
-    from imagetagger.fetch import fetcher_from_settings
+    from imagetagger.download.fetch import fetcher_from_settings
 
     fetcher = fetcher_from_settings(settings)
 

@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
-from imagetagger.auth import INVALID_KEY, MISSING_KEY, hash_key
+from deployments.auth import INVALID_KEY, MISSING_KEY, hash_key
 from tests import servers
 from tests.service.conftest import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
 

@@ -19,9 +19,13 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from imagetagger import __version__
+from imagetagger.download.hostlimit import HostLimiter
+from imagetagger.download.netguard import (
+    AddressPolicy,
+    GuardedConnector,
+    caused_by_forbidden_address,
+)
 from imagetagger.errors import ForbiddenURL, ImageTooLarge, UnreachableURL
-from imagetagger.hostlimit import HostLimiter
-from imagetagger.netguard import AddressPolicy, GuardedConnector, caused_by_forbidden_address
 from imagetagger.settings import DownloaderSettings
 
 logger = logging.getLogger(__name__)
