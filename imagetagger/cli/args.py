@@ -15,6 +15,8 @@ from imagetagger.models.vocabulary import (
     PRECISIONS,
     RUNTIMES,
     ModelOptions,
+    check_model_name,
+    check_runtime_name,
 )
 
 MODEL_ENV = "IMAGETAGGER_MODEL"
@@ -45,19 +47,19 @@ def parse_port(text: str) -> int:
 
 
 def model_name(text: str) -> str:
-    if text not in MODEL_SPECS:
-        raise argparse.ArgumentTypeError(
-            f"unknown model {text!r}; choose one of {', '.join(sorted(MODEL_SPECS))}"
-        )
-    return text
+    """A registered model (an argparse ``type``: a bad name exits 2 with the choices)."""
+    try:
+        return check_model_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def runtime_name(text: str) -> str:
-    if text not in RUNTIMES:
-        raise argparse.ArgumentTypeError(
-            f"unknown runtime {text!r}; choose one of {', '.join(RUNTIMES)}"
-        )
-    return text
+    """A runtime (an argparse ``type``)."""
+    try:
+        return check_runtime_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def model_options(**values: Any) -> ModelOptions:

@@ -30,6 +30,20 @@ DEFAULT_RUNTIME: Runtime = "litert"
 DEFAULT_MODEL = "efficientnet_lite2"
 
 
+def check_model_name(name: str) -> str:
+    """``name`` if it is a registered model; ValueError naming the choices otherwise."""
+    if name not in MODEL_SPECS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_SPECS))}")
+    return name
+
+
+def check_runtime_name(name: str) -> str:
+    """``name`` if it is a runtime; ValueError naming the choices otherwise."""
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+    return name
+
+
 class Classifier(Protocol):
     """What the service, the CLI and the bulk job need from a loaded model, any runtime."""
 
@@ -95,6 +109,5 @@ class ModelOptions(RuntimeOptions):
 
     @model_validator(mode="after")
     def _check_model(self) -> ModelOptions:
-        if self.model not in MODEL_SPECS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODEL_SPECS)}")
+        check_model_name(self.model)
         return self

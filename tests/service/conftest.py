@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-import yaml
 
+from imagetagger.serve_config import apply_allowed_networks, apply_http, load_serve_config
 from imagetagger.serving_env import isolated_haproxy_env, serving_environment
 from tests import images, servers
 
@@ -57,14 +57,10 @@ class Service:
 
 
 def test_serve_config(port: int, allowed_networks: list[str]) -> dict[str, Any]:
-    """serve_config.yaml with the test's port and allowed networks."""
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    config["http_options"] = {**config.get("http_options", {}), "host": "127.0.0.1", "port": port}
-    for app in config["applications"]:
-        for deployment in app["deployments"]:
-            if deployment["name"] == "Downloader":
-                deployment.setdefault("user_config", {})["allowed_networks"] = allowed_networks
-    return config
+    """serve_config.yaml with the test's port and allowed networks (as `imagetagger
+    serve --port ... --allow-network ...` changes it)."""
+    config = apply_http(load_serve_config(ROOT / "serve_config.yaml"), host="127.0.0.1", port=port)
+    return apply_allowed_networks(config, allowed_networks)
 
 
 test_serve_config.__test__ = False  # a helper, not a test
