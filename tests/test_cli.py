@@ -425,6 +425,7 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.models
 def test_predict_prints_one_json_line_per_file_in_order(
     image_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -480,6 +481,7 @@ def lite0() -> Any:
     return load_tensorflow_classifier("efficientnet_lite0")
 
 
+@pytest.mark.models
 def test_predict_files_batches_and_filters(image_dir: Path, lite0: Any, tmp_path: Path) -> None:
     import io
 
@@ -504,6 +506,7 @@ def test_predict_files_batches_and_filters(image_dir: Path, lite0: Any, tmp_path
         assert full[0]["confidence"] == pytest.approx(top1["confidence"], abs=1e-4)
 
 
+@pytest.mark.models
 def test_predict_default_is_top_1_and_minconf_filters(image_dir: Path, lite0: Any) -> None:
     import io
 
@@ -522,6 +525,7 @@ def test_predict_default_is_top_1_and_minconf_filters(image_dir: Path, lite0: An
     )
 
 
+@pytest.mark.models
 def test_predict_file_over_the_size_limit_is_image_too_large(
     tmp_path: Path, lite0: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -547,6 +551,7 @@ def test_predict_file_over_the_size_limit_is_image_too_large(
     ]
 
 
+@pytest.mark.models
 def test_predict_all_good_exits_0(image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = cli.main(["predict", str(image_dir / "cat.jpg"), "--model", "efficientnet_lite0"])
     (line,) = _lines(capsys.readouterr().out)
@@ -555,6 +560,7 @@ def test_predict_all_good_exits_0(image_dir: Path, capsys: pytest.CaptureFixture
     assert len(line["predictions"]) == 1
 
 
+@pytest.mark.models
 def test_predict_model_load_error_exits_1(
     image_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

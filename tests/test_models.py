@@ -37,6 +37,7 @@ from imagetagger.models.tensorflow_runtime import TensorFlowClassifier, load_ten
 from imagetagger.models.torch_legacy import read_state_dict
 from tests import cache_damage
 
+pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 LITE_FIXTURES = {"efficientnet_lite0": "lite0_classifier", "efficientnet_lite2": "lite2_classifier"}
 
 

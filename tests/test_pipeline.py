@@ -14,6 +14,7 @@ from imagetagger.predictions import select_predictions
 from tests import images
 
 # ImageNet's domestic cats (281-285): a 1-bit dithered chelsea loses her stripes.
+pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 ANY_CAT = {"tabby", "tiger_cat", "Persian_cat", "Siamese_cat", "Egyptian_cat"}
 
 

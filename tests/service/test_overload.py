@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service, beside_the_session_app
+from tests.service.helpers import IMAGE_HOST, Service, beside_the_session_app
 
 SMALL_APP = "imagetagger-small"
 SMALL_PREFIX = "/small"

@@ -32,7 +32,7 @@ import requests
 
 from deployments.auth import INVALID_KEY, MISSING_KEY, hash_key
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
+from tests.service.helpers import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
 
 SECURE_APP = "imagetagger-secure"
 SECURE_PREFIX = "/secure"
