@@ -106,7 +106,7 @@ def add_model_options(
             "--precision",
             choices=PRECISIONS,
             default="float32",
-            help="litert only: int8 is faster, slightly less exact (README, Models)",
+            help="litert only: int8 is faster, slightly less exact (docs/MODELS.md)",
         )
         return
     parser.add_argument(

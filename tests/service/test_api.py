@@ -1,4 +1,4 @@
-"""The HTTP contract of SPEC.md, end to end: real HTTP, real Ray Serve, real model."""
+"""The HTTP contract of docs/API.md, end to end: real HTTP, real Ray Serve, real model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The hardening of SPEC.md, proved through the running service: SSRF, hostile input, limits.
+"""The hardening of docs/SECURITY.md, proved through the running service: SSRF, hostile
+input, limits.
 
 Every request goes through real HTTP to the Serve app deployed by ``conftest.py``
 (Downloader ``allowed_networks = ["127.0.0.2/32"]``). 127.0.0.1 (and ::1) play the
