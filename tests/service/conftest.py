@@ -41,6 +41,7 @@ def ray_cluster() -> Iterator[str]:
 
     metrics_port = servers.unused_port("127.0.0.1")
     ray.init(
+        address="local",  # a new private instance, never a cluster `ray start` left running
         num_cpus=2,
         include_dashboard=False,
         namespace="serve",
