@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint format bench kuberay clean
+.PHONY: run test test-fast lint format bench kuberay clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ format: $(TEST_STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The library's tests in about a minute: no Ray, no Serve, no real model (markers in
+# tests/conftest.py); `make test` runs everything.
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m "not service and not ray and not models"
 
 # Serve app vs bare pipeline vs naive server; `make bench BENCH_ARGS=--quick` for a short run.
 bench: $(TEST_STAMP)

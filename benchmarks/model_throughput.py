@@ -162,7 +162,9 @@ def measure(
     repeats: int,
 ) -> dict[str, Any]:
     """Load ``model_name`` and time it at each batch size, plus preprocessing."""
-    from imagetagger.models import load_classifier
+    from imagetagger.models.tensorflow_runtime import (
+        load_tensorflow_classifier as load_classifier,
+    )
 
     started = time.perf_counter()
     classifier = load_classifier(model_name)

@@ -40,7 +40,9 @@ def create_app(model_name: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        from imagetagger.models import load_classifier  # TensorFlow: only in the server
+        from imagetagger.models.tensorflow_runtime import (  # TensorFlow: only in the server
+            load_tensorflow_classifier as load_classifier,
+        )
 
         state["classifier"] = load_classifier(model_name)
         logger.info("loaded %s", model_name)

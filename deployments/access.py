@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imagetagger.auth import ApiKeys
+from deployments.auth import ApiKeys
+from deployments.ratelimit import RateLimiter
 from imagetagger.errors import ImageTaggerError, RateLimited
-from imagetagger.ratelimit import RateLimiter
-from imagetagger.schemas import error_example
+from imagetagger.schemas import error_answer
 
 GUARDED_PATHS = frozenset({"/predictions", "/predictions/batch"})
 
@@ -79,10 +79,9 @@ class AccessMiddleware:
                     access.check(Headers(scope=scope), client[0] if client else "-")
                 except ImageTaggerError as error:
                     scope["route"] = _RefusedRoute(path)
+                    status_code, content, headers = error_answer(error)
                     response = JSONResponse(
-                        status_code=error.status_code,
-                        content=error_example(error.error_type, error.detail),
-                        headers=error.headers,
+                        content=content, status_code=status_code, headers=headers
                     )
                     await response(scope, receive, send)
                     return

@@ -24,11 +24,10 @@ from urllib.parse import urlsplit
 from ray import serve
 
 from deployments.metrics import downloader_metrics
+from imagetagger.download.fetch import fetcher_config, fetcher_from_settings
 from imagetagger.errors import ImageTaggerError
-from imagetagger.fetch import FetchLimits, ImageFetcher
 from imagetagger.images import PreparedImage, prepare_image
 from imagetagger.models.specs import get_spec
-from imagetagger.netguard import AddressPolicy
 from imagetagger.response_cache import image_digest
 from imagetagger.settings import DownloaderSettings
 
@@ -50,9 +49,8 @@ class Downloader:
     def __init__(self, model_name: str) -> None:
         self._spec = get_spec(model_name)
         self._settings = DownloaderSettings()
-        self._fetcher = ImageFetcher(AddressPolicy([]), FetchLimits())
+        self._fetcher = fetcher_from_settings(self._settings)
         self._metrics = downloader_metrics()
-        self._apply(self._settings)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``user_config`` live (Serve calls this at start and on config change)."""
@@ -60,14 +58,7 @@ class Downloader:
 
     def _apply(self, settings: DownloaderSettings) -> None:
         self._settings = settings
-        self._fetcher.configure(
-            AddressPolicy(settings.allowed_networks),
-            FetchLimits(
-                max_bytes=settings.max_image_bytes,
-                timeout_s=settings.timeout_s,
-                max_connections_per_host=settings.max_connections_per_host,
-            ),
-        )
+        self._fetcher.configure(*fetcher_config(settings))
 
     async def load_many(self, sources: list[ImageSource]) -> list[PreparedImage | ImageTaggerError]:
         """Each source's model-ready image (or the client's error), in order."""

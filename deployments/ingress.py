@@ -31,16 +31,16 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.access import Access, AccessMiddleware
+from deployments.auth import ApiKeys
 from deployments.errors import as_domain_error
 from deployments.metrics import ingress_metrics
 from deployments.middleware import RequestMiddleware, json_error
+from deployments.ratelimit import RateLimiter
 from deployments.ui import ui_router
 from imagetagger import __version__
-from imagetagger.auth import ApiKeys
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
 from imagetagger.images import PreparedImage
 from imagetagger.predictions import select_predictions
-from imagetagger.ratelimit import RateLimiter
 from imagetagger.response_cache import ResponseCache
 from imagetagger.schemas import (
     BatchItemError,

@@ -1,7 +1,7 @@
 """Custom Prometheus metrics of the service, through ``ray.serve.metrics``.
 
 Ray exports them on each node's metrics port with a ``ray_`` prefix and the
-``deployment``, ``replica`` and ``application`` tags added; the README lists them.
+``deployment``, ``replica`` and ``application`` tags added; docs/OPERATIONS.md lists them.
 Each replica process creates its metric objects once, on first use.
 """
 

@@ -2,13 +2,15 @@
 
 Library code raises these; the ingress turns any of them into
 ``{"error": {"type": ..., "detail": ...}}`` with the status below. Nothing else
-in the code base decides an error's status or wording.
+in the code base decides an error's status, wording or headers: the answer
+(:func:`imagetagger.schemas.error_answer`) and its OpenAPI description
+(:func:`imagetagger.schemas.error_responses`) are both read off these classes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ImageTaggerError(Exception):
@@ -17,6 +19,8 @@ class ImageTaggerError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "InternalError"
     default_detail: ClassVar[str] = "Internal error."
+    #: OpenAPI header objects for the :attr:`headers` its answers carry (/docs shows them).
+    header_docs: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or self.default_detail
@@ -25,7 +29,8 @@ class ImageTaggerError(Exception):
     def __reduce__(self):  # keep the detail when Ray pickles the error across processes
         return (type(self), (self.detail,))
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
+        """The ``error`` object of the answer: ``{"type": ..., "detail": ...}``."""
         return {"type": self.error_type, "detail": self.detail}
 
     @property
@@ -58,6 +63,12 @@ class Unauthorized(ImageTaggerError):
     status_code = 401
     error_type = "Unauthorized"
     default_detail = "A valid API key is required."
+    header_docs: ClassVar[dict[str, dict[str, Any]]] = {
+        "WWW-Authenticate": {
+            "description": "The authentication scheme: `Bearer`.",
+            "schema": {"type": "string"},
+        }
+    }
 
     @property
     def headers(self) -> dict[str, str]:
@@ -82,6 +93,12 @@ class RateLimited(ImageTaggerError):
     status_code = 429
     error_type = "RateLimited"
     default_detail = "Too many requests; retry later."
+    header_docs: ClassVar[dict[str, dict[str, Any]]] = {
+        "Retry-After": {
+            "description": "Seconds until this client's next request fits its limit.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
 
     def __init__(self, detail: str | None = None, retry_after_s: float = 1.0) -> None:
         super().__init__(detail)
@@ -94,6 +111,32 @@ class RateLimited(ImageTaggerError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class InvalidRequest(ImageTaggerError):
+    """The request does not fit the API (a missing or out-of-range parameter, a bad body).
+
+    FastAPI finds these before any route runs; the answer's ``detail`` is the list of
+    issues, each ``{"loc": [...], "message": ..., "type": ...}``, not a sentence.
+    """
+
+    status_code = 422
+    error_type = "ValidationError"
+    default_detail = "The request is not valid."
+    #: The issue /docs shows as the example.
+    example_issues: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"loc": ["query", "url"], "message": "Field required", "type": "missing"},
+    )
+
+    def __init__(self, issues: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(self.default_detail)
+        self.issues = list(self.example_issues) if issues is None else issues
+
+    def __reduce__(self):
+        return (type(self), (self.issues,))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.error_type, "detail": self.issues}
 
 
 class ModelLoadError(RuntimeError):

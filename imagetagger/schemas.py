@@ -6,11 +6,13 @@ is generated from these models, so their examples are the ones clients see in /d
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
+
+from imagetagger.errors import ImageTaggerError, InvalidRequest
 
 MAX_URL_LENGTH = 2048
 MAX_BATCH_URLS = 64
@@ -128,5 +130,46 @@ class ServiceInfo(BaseModel):
 
 
 def error_example(error_type: str, detail: Any) -> dict[str, Any]:
-    """One OpenAPI response example in the contract's error shape."""
+    """A body in the contract's error shape (an answer, or an OpenAPI example)."""
     return {"error": {"type": error_type, "detail": detail}}
+
+
+class ErrorAnswer(NamedTuple):
+    """What the service answers for an error: status, JSON body and headers."""
+
+    status_code: int
+    content: dict[str, Any]
+    headers: dict[str, str]
+
+
+def error_answer(error: ImageTaggerError) -> ErrorAnswer:
+    """The answer for ``error``, all read off its class (status, type, headers)."""
+    fields = error.to_dict()
+    return ErrorAnswer(
+        error.status_code, error_example(fields["type"], fields["detail"]), error.headers
+    )
+
+
+def error_responses(
+    *errors: type[ImageTaggerError] | ImageTaggerError,
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that can answer ``errors``, in that order.
+
+    A class shows its default detail as the example; an instance its own detail (e.g.
+    ``Unauthorized(INVALID_KEY)``). Each response names its body's model and the
+    headers the class documents (``WWW-Authenticate``, ``Retry-After``).
+    """
+    docs: dict[int | str, dict[str, Any]] = {}
+    for item in errors:
+        error = item if isinstance(item, ImageTaggerError) else item()
+        model = ValidationErrorResponse if isinstance(error, InvalidRequest) else ErrorResponse
+        example = error_answer(error).content
+        docs[error.status_code] = {
+            "model": model,
+            "content": {"application/json": {"example": example}},
+        }
+        if error.header_docs:
+            docs[error.status_code]["headers"] = {
+                name: dict(doc) for name, doc in error.header_docs.items()
+            }
+    return docs

@@ -1,10 +1,36 @@
-"""Shared fixtures. Loaded models are session-scoped: each is built and warmed once per run."""
+"""Shared fixtures and the test markers. Loaded models are session-scoped: each is built
+and warmed once per run.
+
+Markers (``make test-fast`` runs what has none of them, ``make test`` everything):
+``service`` for a Ray cluster with the app deployed (everything under
+``tests/service``), ``ray`` for a local Ray (the bulk job), ``models`` for real weights
+and model conversions. A test gets ``service`` and ``ray`` here, from where it is and
+what it uses; ``models`` is set by the test modules, and here for the model fixtures.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+SERVICE_TESTS = Path(__file__).parent / "service"
+MODEL_FIXTURES = frozenset(
+    f"{name}_{kind}"
+    for name in ("lite0", "lite2")
+    for kind in ("classifier", "litert_classifier", "int8_classifier")
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SERVICE_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.service)
+        if "local_ray" in fixtures:
+            item.add_marker(pytest.mark.ray)
+        if fixtures & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.models)
 
 
 @pytest.fixture(scope="session")
@@ -15,16 +41,16 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lite0_classifier(model_cache_dir: Path):
-    from imagetagger.models import load_classifier  # imports Keras: only when a test needs it
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier  # Keras
 
-    return load_classifier("efficientnet_lite0", cache_dir=model_cache_dir)
+    return load_tensorflow_classifier("efficientnet_lite0", cache_dir=model_cache_dir)
 
 
 @pytest.fixture(scope="session")
 def lite2_classifier(model_cache_dir: Path):
-    from imagetagger.models import load_classifier
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier
 
-    return load_classifier("efficientnet_lite2", cache_dir=model_cache_dir)
+    return load_tensorflow_classifier("efficientnet_lite2", cache_dir=model_cache_dir)
 
 
 def _litert(name: str, cache_dir: Path, precision: str):

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 
 from deployments.access import Access, AccessMiddleware, route_path
+from deployments.auth import INVALID_KEY, MISSING_KEY, ApiKeys, hash_key
 from deployments.middleware import RequestMiddleware
-from imagetagger.auth import INVALID_KEY, MISSING_KEY, ApiKeys, hash_key
-from imagetagger.ratelimit import RateLimiter
+from deployments.ratelimit import RateLimiter
 from imagetagger.settings import IngressSettings
 
 KEY = "it-test-key-5f1c2a"

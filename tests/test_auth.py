@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetagger.auth import (
+from deployments.auth import (
     HASHES_ENV,
     HASHES_FILE_ENV,
     INVALID_KEY,

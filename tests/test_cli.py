@@ -24,7 +24,7 @@ import skimage.data
 import yaml
 from PIL import Image
 
-from imagetagger import cli
+from imagetagger import cli, serve_config
 from imagetagger.cli import local_ray
 from imagetagger.labels import LABELS
 from imagetagger.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
@@ -52,23 +52,37 @@ BASE_CONFIG: dict[str, Any] = {
 
 def test_apply_port_sets_port_and_keeps_host_and_input() -> None:
     original = json.loads(json.dumps(BASE_CONFIG))
-    result = cli.apply_port(BASE_CONFIG, 9123)
+    result = serve_config.apply_port(BASE_CONFIG, 9123)
     assert result["http_options"] == {"host": "0.0.0.0", "port": 9123}
     assert result["applications"] == BASE_CONFIG["applications"]
     assert original == BASE_CONFIG  # the input is not modified
 
 
 def test_apply_port_none_keeps_the_file_port() -> None:
-    result = cli.apply_port(BASE_CONFIG, None)
+    result = serve_config.apply_port(BASE_CONFIG, None)
     assert result == BASE_CONFIG
     assert result is not BASE_CONFIG
 
 
 def test_apply_port_creates_http_options_when_missing() -> None:
-    assert cli.apply_port({"applications": []}, 8080) == {
+    assert serve_config.apply_port({"applications": []}, 8080) == {
         "applications": [],
         "http_options": {"port": 8080},
     }
+
+
+def test_apply_http_sets_host_and_port_and_keeps_the_rest() -> None:
+    result = serve_config.apply_http(BASE_CONFIG, host="127.0.0.1", port=9124)
+    assert result["http_options"] == {"host": "127.0.0.1", "port": 9124}
+    assert serve_config.apply_http(BASE_CONFIG) == BASE_CONFIG
+    assert BASE_CONFIG["http_options"] == {"host": "0.0.0.0", "port": 8000}
+
+
+def test_load_serve_config_reads_a_mapping_only(tmp_path: Path) -> None:
+    assert serve_config.load_serve_config(ROOT / "serve_config.yaml")["applications"]
+    (tmp_path / "list.yaml").write_text("- not\n- a config\n")
+    with pytest.raises(ValueError, match="not a Serve config"):
+        serve_config.load_serve_config(tmp_path / "list.yaml")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +108,7 @@ def test_resolve_port_rejects_a_bad_env_value(value: str) -> None:
 
 
 def test_apply_model_patches_only_imagetagger_apps() -> None:
-    result = cli.apply_model(BASE_CONFIG, "efficientnet_b3")
+    result = serve_config.apply_model(BASE_CONFIG, "efficientnet_b3")
     apps = result["applications"]
     assert apps[0]["args"] == {"model": "efficientnet_b3", "intra_op_threads": 2}
     assert "args" not in apps[1]
@@ -103,21 +117,23 @@ def test_apply_model_patches_only_imagetagger_apps() -> None:
 
 def test_apply_model_adds_args_when_missing() -> None:
     config = {"applications": [{"name": "a", "import_path": "deployments.app:build_app"}]}
-    result = cli.apply_model(config, "efficientnet_lite0")
+    result = serve_config.apply_model(config, "efficientnet_lite0")
     assert result["applications"][0]["args"] == {"model": "efficientnet_lite0"}
 
 
 def test_apply_model_none_is_a_copy() -> None:
-    result = cli.apply_model(BASE_CONFIG, None)
+    result = serve_config.apply_model(BASE_CONFIG, None)
     assert result == BASE_CONFIG
     assert result is not BASE_CONFIG
 
 
 def test_apply_model_rejects_unknown_model_and_missing_app() -> None:
     with pytest.raises(ValueError, match="unknown model 'resnet50'"):
-        cli.apply_model(BASE_CONFIG, "resnet50")
+        serve_config.apply_model(BASE_CONFIG, "resnet50")
     with pytest.raises(ValueError, match="no application with import_path"):
-        cli.apply_model({"applications": [BASE_CONFIG["applications"][1]]}, "efficientnet_b3")
+        serve_config.apply_model(
+            {"applications": [BASE_CONFIG["applications"][1]]}, "efficientnet_b3"
+        )
 
 
 # --- argument validation --------------------------------------------------------------
@@ -552,6 +568,7 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.models
 def test_predict_prints_one_json_line_per_file_in_order(
     image_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -602,11 +619,12 @@ class _RecordingClassifier:
 
 @pytest.fixture(scope="module")
 def lite0() -> Any:
-    from imagetagger.models.loader import load_classifier
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier
 
-    return load_classifier("efficientnet_lite0")
+    return load_tensorflow_classifier("efficientnet_lite0")
 
 
+@pytest.mark.models
 def test_predict_files_batches_and_filters(image_dir: Path, lite0: Any, tmp_path: Path) -> None:
     import io
 
@@ -631,6 +649,7 @@ def test_predict_files_batches_and_filters(image_dir: Path, lite0: Any, tmp_path
         assert full[0]["confidence"] == pytest.approx(top1["confidence"], abs=1e-4)
 
 
+@pytest.mark.models
 def test_predict_default_is_top_1_and_minconf_filters(image_dir: Path, lite0: Any) -> None:
     import io
 
@@ -649,6 +668,7 @@ def test_predict_default_is_top_1_and_minconf_filters(image_dir: Path, lite0: An
     )
 
 
+@pytest.mark.models
 def test_predict_file_over_the_size_limit_is_image_too_large(
     tmp_path: Path, lite0: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -674,6 +694,7 @@ def test_predict_file_over_the_size_limit_is_image_too_large(
     ]
 
 
+@pytest.mark.models
 def test_predict_all_good_exits_0(image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = cli.main(["predict", str(image_dir / "cat.jpg"), "--model", "efficientnet_lite0"])
     (line,) = _lines(capsys.readouterr().out)
@@ -682,6 +703,7 @@ def test_predict_all_good_exits_0(image_dir: Path, capsys: pytest.CaptureFixture
     assert len(line["predictions"]) == 1
 
 
+@pytest.mark.models
 def test_predict_model_load_error_exits_1(
     image_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -696,8 +718,6 @@ def test_predict_model_load_error_exits_1(
 
 
 def test_allow_network_adds_to_the_downloaders_allowed_networks() -> None:
-    from imagetagger.cli import apply_allowed_networks
-
     config = {
         "applications": [
             {
@@ -709,7 +729,7 @@ def test_allow_network_adds_to_the_downloaders_allowed_networks() -> None:
             }
         ]
     }
-    result = apply_allowed_networks(config, ["127.0.0.1/32", "10.1.0.0/16"])
+    result = serve_config.apply_allowed_networks(config, ["127.0.0.1/32", "10.1.0.0/16"])
     deployments = result["applications"][0]["deployments"]
     assert deployments[1]["user_config"]["allowed_networks"] == ["10.1.0.0/16", "127.0.0.1/32"]
     assert deployments[0] == {"name": "ImageTagger", "user_config": {"max_in_flight": 8}}
@@ -717,4 +737,4 @@ def test_allow_network_adds_to_the_downloaders_allowed_networks() -> None:
         "10.1.0.0/16"
     ]
     with pytest.raises(ValueError):
-        apply_allowed_networks(config, ["not-a-cidr"])
+        serve_config.apply_allowed_networks(config, ["not-a-cidr"])

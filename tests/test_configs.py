@@ -42,7 +42,7 @@ SETTINGS: dict[str, type[BaseModel]] = {
 }
 # CPUs a config is meant to fit when every deployment runs at its maximum replicas.
 CPU_BUDGETS = {
-    "serve_config.yaml": 2.0,  # the local default: a 2-core machine (SPEC)
+    "serve_config.yaml": 2.0,  # the local default: a 2-core machine (README)
     "efficientnet_lite0.yaml": 1.0,
     "efficientnet_b3.yaml": 4.0,
 }
@@ -248,7 +248,7 @@ def test_the_crd_check_catches_a_bad_or_misspelt_field(field: str, value: Any) -
 
 
 def test_cluster_requires_token_authentication() -> None:
-    """SPEC: Ray's cluster is never left open; on KubeRay that is authOptions.mode: token."""
+    """Ray's cluster is never left open (docs/SECURITY.md); on KubeRay: authOptions.mode token."""
     assert _manifest()["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}
 
 

@@ -18,10 +18,11 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagetagger import __version__
-from imagetagger import fetch as fetch_module
+from imagetagger.download import fetch as fetch_module
+from imagetagger.download.fetch import FetchLimits, ImageFetcher, fetcher_from_settings
+from imagetagger.download.netguard import AddressPolicy, GuardedConnector
 from imagetagger.errors import ForbiddenURL, ImageTooLarge, UnreachableURL
-from imagetagger.fetch import FetchLimits, ImageFetcher
-from imagetagger.netguard import AddressPolicy, GuardedConnector
+from imagetagger.settings import DownloaderSettings
 from tests import servers
 
 ORIGIN_HOST = "127.0.0.2"
@@ -120,6 +121,20 @@ def test_defaults() -> None:
     assert ImageFetcher(AddressPolicy([])).limits == limits
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.max_bytes = 1  # type: ignore[misc]
+
+
+def test_fetcher_from_settings_takes_every_downloader_limit() -> None:
+    settings = DownloaderSettings(
+        allowed_networks=["10.1.0.0/16"],
+        max_image_bytes=1234,
+        timeout_s=2.5,
+        max_connections_per_host=3,
+    )
+    fetcher = fetcher_from_settings(settings)
+    assert fetcher.limits == FetchLimits(max_bytes=1234, timeout_s=2.5, max_connections_per_host=3)
+    assert fetcher.policy == AddressPolicy(["10.1.0.0/16"])
+    assert fetcher.policy.is_allowed("10.1.2.3")
+    assert not fetcher_from_settings(DownloaderSettings()).policy.is_allowed("10.1.2.3")
 
 
 @pytest.mark.parametrize(

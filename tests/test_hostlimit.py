@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from imagetagger.hostlimit import HostLimiter, host_key
+from imagetagger.download.hostlimit import HostLimiter, host_key
 
 
 def test_at_most_limit_per_host_and_the_rest_wait() -> None:

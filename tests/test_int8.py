@@ -20,6 +20,7 @@ from imagetagger.models import calibration, litert
 from imagetagger.models.specs import get_spec
 from tests import images
 
+pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 DATA = Path(__file__).parent / "data"
 PHOTOS = {
     "chelsea.jpg": lambda: (DATA / "chelsea.jpg").read_bytes(),

@@ -20,6 +20,7 @@ from imagetagger.models.runtimes import RuntimeOptions, load_model
 from imagetagger.models.specs import get_spec
 from tests import cache_damage, images
 
+pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 SKIMAGE_PHOTOS = {

@@ -1,4 +1,5 @@
-"""The model layer: registry, EfficientNet-Lite graph and weights, cache, B3 sources, Classifier.
+"""The model layer: registry, EfficientNet-Lite graph and weights, cache, B3 sources, the
+TensorFlow runtime.
 
 Predictions use real photos from scikit-image and the real ImageNet weights; the
 loaded Lite models come from session fixtures in conftest.py.
@@ -23,14 +24,7 @@ from PIL import Image
 
 from imagetagger.errors import ModelLoadError
 from imagetagger.labels import LABELS
-from imagetagger.models import (
-    MODEL_SPECS,
-    Classifier,
-    get_spec,
-    load_classifier,
-    loader,
-    weight_cache,
-)
+from imagetagger.models import MODEL_SPECS, get_spec, tensorflow_runtime, weight_cache
 from imagetagger.models.efficientnet_lite import (
     LITE_VARIANTS,
     assign_torch_weights,
@@ -39,9 +33,11 @@ from imagetagger.models.efficientnet_lite import (
     round_filters,
 )
 from imagetagger.models.keras_apps import IMAGENET_URL, WEIGHTS_ENV, build_efficientnet_b3
+from imagetagger.models.tensorflow_runtime import TensorFlowClassifier, load_tensorflow_classifier
 from imagetagger.models.torch_legacy import read_state_dict
 from tests import cache_damage
 
+pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 LITE_FIXTURES = {"efficientnet_lite0": "lite0_classifier", "efficientnet_lite2": "lite2_classifier"}
 
 
@@ -73,7 +69,7 @@ def top_labels(probs: np.ndarray, k: int) -> list[str]:
 
 
 @pytest.fixture(params=sorted(LITE_FIXTURES))
-def lite_classifier(request: pytest.FixtureRequest) -> Classifier:
+def lite_classifier(request: pytest.FixtureRequest) -> TensorFlowClassifier:
     return request.getfixturevalue(LITE_FIXTURES[request.param])
 
 
@@ -135,7 +131,9 @@ def test_specs_import_is_light_and_backend_defaults_to_tensorflow() -> None:
 # --- architecture ---
 
 
-def test_parameter_counts(lite0_classifier: Classifier, lite2_classifier: Classifier) -> None:
+def test_parameter_counts(
+    lite0_classifier: TensorFlowClassifier, lite2_classifier: TensorFlowClassifier
+) -> None:
     assert lite0_classifier.model.count_params() == 4_694_024
     assert lite2_classifier.model.count_params() == 6_150_168
     assert build_efficientnet_lite("efficientnet_lite1").count_params() == 5_470_344
@@ -153,7 +151,7 @@ def test_lite_layouts() -> None:
     assert sum(b.has_skip for b in lite0) == 9
 
 
-def test_graph_uses_only_keras_layers(lite0_classifier: Classifier) -> None:
+def test_graph_uses_only_keras_layers(lite0_classifier: TensorFlowClassifier) -> None:
     model = lite0_classifier.model
     assert {type(layer).__module__.split(".")[0] for layer in model.layers} == {"keras"}
     names = {type(layer).__name__ for layer in model.layers}
@@ -164,7 +162,7 @@ def test_graph_uses_only_keras_layers(lite0_classifier: Classifier) -> None:
 
 def test_assign_rejects_a_state_dict_that_does_not_fit() -> None:
     model = build_efficientnet_lite("efficientnet_lite0")
-    state = read_state_dict(loader.package_weights_file(get_spec("efficientnet_lite0")))
+    state = read_state_dict(tensorflow_runtime.package_weights_file(get_spec("efficientnet_lite0")))
 
     with pytest.raises(ValueError, match=r"lacks weights for layers: \['logits'\]"):
         assign_torch_weights(model, {k: v for k, v in state.items() if not k.startswith("_fc.")})
@@ -180,7 +178,7 @@ def test_assign_rejects_a_state_dict_that_does_not_fit() -> None:
 # --- real predictions ---
 
 
-def test_real_photos(lite_classifier: Classifier) -> None:
+def test_real_photos(lite_classifier: TensorFlowClassifier) -> None:
     probs = lite_classifier.predict_proba(photo_batch(lite_classifier.spec.input_size))
     chelsea, coffee, camera, motorcycle = probs
 
@@ -190,7 +188,7 @@ def test_real_photos(lite_classifier: Classifier) -> None:
     assert {"moped", "motor_scooter"} & set(top_labels(motorcycle, 2))
 
 
-def test_output_is_a_float32_distribution(lite_classifier: Classifier) -> None:
+def test_output_is_a_float32_distribution(lite_classifier: TensorFlowClassifier) -> None:
     size = lite_classifier.spec.input_size
     probs = lite_classifier.predict_proba(photo_batch(size))
     assert probs.dtype == np.float32 and probs.shape == (4, 1000)
@@ -198,7 +196,9 @@ def test_output_is_a_float32_distribution(lite_classifier: Classifier) -> None:
     assert (probs >= 0).all()
 
 
-def test_batch_size_does_not_change_results_or_retrace(lite0_classifier: Classifier) -> None:
+def test_batch_size_does_not_change_results_or_retrace(
+    lite0_classifier: TensorFlowClassifier,
+) -> None:
     batch = photo_batch(224)
     together = lite0_classifier.predict_proba(batch)
     for i in range(len(batch)):
@@ -210,7 +210,7 @@ def test_batch_size_does_not_change_results_or_retrace(lite0_classifier: Classif
     assert lite0_classifier.graph_function.experimental_get_tracing_count() == 1
 
 
-def test_predict_proba_validates_input(lite0_classifier: Classifier) -> None:
+def test_predict_proba_validates_input(lite0_classifier: TensorFlowClassifier) -> None:
     good = np.zeros((2, 224, 224, 3), np.uint8)
     with pytest.raises(ValueError, match="uint8"):
         lite0_classifier.predict_proba(good.astype(np.float32))
@@ -223,9 +223,9 @@ def test_predict_proba_validates_input(lite0_classifier: Classifier) -> None:
 
 
 def test_mixed_float16_keeps_float32_output(
-    model_cache_dir: Path, lite0_classifier: Classifier
+    model_cache_dir: Path, lite0_classifier: TensorFlowClassifier
 ) -> None:
-    mixed = load_classifier("efficientnet_lite0", cache_dir=model_cache_dir,
+    mixed = load_tensorflow_classifier("efficientnet_lite0", cache_dir=model_cache_dir,
                             compute_dtype="mixed_float16")  # fmt: skip
     assert mixed.model.get_layer("stem_conv").compute_dtype == "float16"
     assert keras.config.dtype_policy().name == "float32"  # global policy untouched
@@ -239,11 +239,13 @@ def test_mixed_float16_keeps_float32_output(
 
 def test_rejects_unknown_compute_dtype(model_cache_dir: Path) -> None:
     with pytest.raises(ValueError, match="compute_dtype"):
-        load_classifier("efficientnet_lite0", cache_dir=model_cache_dir, compute_dtype="int8")
+        load_tensorflow_classifier(
+            "efficientnet_lite0", cache_dir=model_cache_dir, compute_dtype="int8"
+        )
 
 
 def test_jax_backend_gives_the_same_probabilities(
-    model_cache_dir: Path, lite0_classifier: Classifier, tmp_path: Path
+    model_cache_dir: Path, lite0_classifier: TensorFlowClassifier, tmp_path: Path
 ) -> None:
     batch = photo_batch(224)[:1]  # one batch size: JAX compiles once per shape
     np.save(tmp_path / "batch.npy", batch)
@@ -251,8 +253,8 @@ def test_jax_backend_gives_the_same_probabilities(
         "import sys, numpy as np\n"
         "from pathlib import Path\n"
         "import keras\n"
-        "from imagetagger.models import load_classifier\n"
-        f"clf = load_classifier('efficientnet_lite0', cache_dir=Path({str(model_cache_dir)!r}))\n"
+        "from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier as load\n"
+        f"clf = load('efficientnet_lite0', cache_dir=Path({str(model_cache_dir)!r}))\n"
         f"np.save({str(tmp_path / 'jax.npy')!r}, "
         f"clf.predict_proba(np.load({str(tmp_path / 'batch.npy')!r})))\n"
         "print(keras.backend.backend())"
@@ -279,13 +281,13 @@ def conversions(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         calls.append(Path(source))
         return read_state_dict(source)
 
-    monkeypatch.setattr(loader, "read_state_dict", spy)
+    monkeypatch.setattr(tensorflow_runtime, "read_state_dict", spy)
     return calls
 
 
 def test_cache_is_written_then_used(tmp_path: Path, conversions: list[Path]) -> None:
     started = time.perf_counter()
-    first = load_classifier("efficientnet_lite0", cache_dir=tmp_path)
+    first = load_tensorflow_classifier("efficientnet_lite0", cache_dir=tmp_path)
     converted_s = time.perf_counter() - started
     assert len(conversions) == 1
     (cached,) = _cache_files(tmp_path)
@@ -295,7 +297,7 @@ def test_cache_is_written_then_used(tmp_path: Path, conversions: list[Path]) -> 
     assert {p.stat().st_mode & 0o777 for p in (cached, sidecar)} == {0o644}
 
     started = time.perf_counter()
-    second = load_classifier("efficientnet_lite0", cache_dir=tmp_path)
+    second = load_tensorflow_classifier("efficientnet_lite0", cache_dir=tmp_path)
     cached_s = time.perf_counter() - started
     assert len(conversions) == 1  # the torch file was not read again
     batch = photo_batch(224)
@@ -305,14 +307,14 @@ def test_cache_is_written_then_used(tmp_path: Path, conversions: list[Path]) -> 
 
 @pytest.mark.parametrize("damage", cache_damage.DAMAGES)
 def test_damaged_cache_is_rebuilt(
-    tmp_path: Path, conversions: list[Path], lite0_classifier: Classifier, damage, caplog
+    tmp_path: Path, conversions: list[Path], lite0_classifier: TensorFlowClassifier, damage, caplog
 ) -> None:
-    load_classifier("efficientnet_lite0", cache_dir=tmp_path)
+    load_tensorflow_classifier("efficientnet_lite0", cache_dir=tmp_path)
     (cached,) = _cache_files(tmp_path)
     damage(cached)
 
     with caplog.at_level(logging.WARNING, logger="imagetagger.models.weight_cache"):
-        rebuilt = load_classifier("efficientnet_lite0", cache_dir=tmp_path)
+        rebuilt = load_tensorflow_classifier("efficientnet_lite0", cache_dir=tmp_path)
 
     assert len(conversions) == 2
     sidecar = cached.with_name(cached.name + ".sha256")
@@ -328,7 +330,7 @@ def test_damaged_cache_is_rebuilt(
 def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMAGETAGGER_CACHE_DIR", str(tmp_path / "env-cache"))
     assert weight_cache.default_cache_dir() == tmp_path / "env-cache"
-    load_classifier("efficientnet_lite0")
+    load_tensorflow_classifier("efficientnet_lite0")
     assert len(_cache_files(tmp_path / "env-cache")) == 1
 
     monkeypatch.delenv("IMAGETAGGER_CACHE_DIR")
@@ -339,8 +341,8 @@ def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_unwritable_cache_still_loads(tmp_path: Path, caplog) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    with caplog.at_level(logging.WARNING, logger="imagetagger.models.loader"):
-        classifier = load_classifier("efficientnet_lite0", cache_dir=not_a_dir)
+    with caplog.at_level(logging.WARNING, logger="imagetagger.models.tensorflow_runtime"):
+        classifier = load_tensorflow_classifier("efficientnet_lite0", cache_dir=not_a_dir)
     assert "Could not cache efficientnet_lite0 weights" in caplog.text
     assert top_labels(classifier.predict_proba(photo_batch(224))[1], 1) == ["espresso"]
 
@@ -351,7 +353,9 @@ def test_unwritable_cache_still_loads(tmp_path: Path, caplog) -> None:
 def test_missing_lite_weights_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pth"
     with pytest.raises(ModelLoadError) as info:
-        load_classifier("efficientnet_lite0", weights_path=str(missing), cache_dir=tmp_path)
+        load_tensorflow_classifier(
+            "efficientnet_lite0", weights_path=str(missing), cache_dir=tmp_path
+        )
     message = str(info.value)
     assert "efficientnet_lite0" in message and str(missing) in message
     assert "argument weights_path" in message and "not found" in message
@@ -374,11 +378,11 @@ def test_unusable_lite_weights_file(tmp_path: Path, kind: str) -> None:
         source = tmp_path / "exploit.pth"
         source.write_bytes(pickle.dumps(_Exploit(tmp_path / "pwned"), protocol=2))
     else:  # real weights, but of lite2: shapes do not fit lite0
-        source = loader.package_weights_file(get_spec("efficientnet_lite2"))
+        source = tensorflow_runtime.package_weights_file(get_spec("efficientnet_lite2"))
     cache = tmp_path / "cache"
 
     with pytest.raises(ModelLoadError) as info:
-        load_classifier("efficientnet_lite0", weights_path=str(source), cache_dir=cache)
+        load_tensorflow_classifier("efficientnet_lite0", weights_path=str(source), cache_dir=cache)
 
     message = str(info.value)
     assert "'efficientnet_lite0'" in message and str(source) in message and "unusable" in message
@@ -396,7 +400,7 @@ def test_missing_weight_package_names_it() -> None:
         weights_package="no_such_weights_pkg",
     )
     with pytest.raises(ModelLoadError, match="'no-such-weights-pkg' is not installed"):
-        loader.package_weights_file(fake)
+        tensorflow_runtime.package_weights_file(fake)
 
 
 # --- EfficientNetB3 ---
@@ -424,7 +428,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 def test_b3_offline_without_weights_names_every_source(tmp_path: Path, offline) -> None:
     started = time.perf_counter()
     with pytest.raises(ModelLoadError) as info:
-        load_classifier("efficientnet_b3", cache_dir=tmp_path)
+        load_tensorflow_classifier("efficientnet_b3", cache_dir=tmp_path)
     assert time.perf_counter() - started < 60
 
     message = str(info.value)
@@ -443,7 +447,7 @@ def test_b3_env_path_missing_is_an_error_without_download(
     missing = tmp_path / "b3.h5"
     monkeypatch.setenv(WEIGHTS_ENV, str(missing))
     with pytest.raises(ModelLoadError) as info:
-        load_classifier("efficientnet_b3", cache_dir=tmp_path)
+        load_tensorflow_classifier("efficientnet_b3", cache_dir=tmp_path)
     message = str(info.value)
     assert "'efficientnet_b3'" in message and str(missing) in message and WEIGHTS_ENV in message
     assert offline == []
@@ -462,9 +466,9 @@ def test_b3_loads_local_weights_from_argument_or_environment(
     batch = photo_batch(300)
     expected = np.asarray(reference.predict_on_batch(batch.astype(np.float32)))
 
-    from_argument = load_classifier("efficientnet_b3", weights_path=str(weights))
+    from_argument = load_tensorflow_classifier("efficientnet_b3", weights_path=str(weights))
     monkeypatch.setenv(WEIGHTS_ENV, str(weights))
-    from_env = load_classifier("efficientnet_b3")
+    from_env = load_tensorflow_classifier("efficientnet_b3")
 
     for classifier in (from_argument, from_env):
         assert classifier.spec.input_size == 300
@@ -479,4 +483,4 @@ def test_b3_unusable_weights_file(tmp_path: Path, offline) -> None:
     weights = tmp_path / "b3.h5"
     weights.write_bytes(b"junk")
     with pytest.raises(ModelLoadError, match=r"'efficientnet_b3'.*b3\.h5.*unusable"):
-        load_classifier("efficientnet_b3", weights_path=str(weights))
+        load_tensorflow_classifier("efficientnet_b3", weights_path=str(weights))

@@ -9,13 +9,13 @@ import socket
 import aiohttp
 import pytest
 
-from imagetagger.errors import ForbiddenURL
-from imagetagger.netguard import (
+from imagetagger.download.netguard import (
     AddressPolicy,
     ForbiddenAddressError,
     GuardedConnector,
     caused_by_forbidden_address,
 )
+from imagetagger.errors import ForbiddenURL
 from tests import servers
 
 FORBIDDEN = [

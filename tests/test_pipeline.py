@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 
 from imagetagger.images import prepare_image
-from imagetagger.models import Classifier
+from imagetagger.models.vocabulary import Classifier
 from imagetagger.predictions import select_predictions
 from tests import images
 
 # ImageNet's domestic cats (281-285): a 1-bit dithered chelsea loses her stripes.
+pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 ANY_CAT = {"tabby", "tiger_cat", "Persian_cat", "Siamese_cat", "Egyptian_cat"}
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from deployments.ratelimit import RateLimiter
 from imagetagger.errors import RateLimited
-from imagetagger.ratelimit import RateLimiter
 
 
 class Clock:

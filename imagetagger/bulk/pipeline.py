@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.bulk.output import OutputFormat, ResultWriter
 from imagetagger.bulk.sources import Input
 from imagetagger.bulk.stages import (
@@ -39,18 +40,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
-#: Rows per model call; LiteRT runs them image by image, TensorFlow as one batch.
-DEFAULT_BATCH_SIZE = 16
 #: URLs one fetch task downloads concurrently.
 FETCH_BATCH_SIZE = 16
 #: Files per read task. Ray Data's default splits any collection into ~200 read tasks,
 #: so their blocks (and the memory in flight) grew with the collection; a fixed number
 #: of files per block keeps the job's memory independent of its size.
 FILES_PER_READ_BLOCK = 16
-#: Object-store memory the job may fill (images read ahead, crops in flight). Ray
-#: Data's own default is a share of the whole object store, gigabytes on any machine,
-#: which it fills when reading outruns the model: the peak then grows with the job.
-DEFAULT_OBJECT_STORE_BUDGET = 512 * 2**20
 
 
 @dataclass(frozen=True)

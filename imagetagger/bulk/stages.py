@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from imagetagger.errors import ImageTaggerError
 from imagetagger.local_files import file_error, read_image_file
+from imagetagger.models.vocabulary import ModelOptions
+from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from imagetagger.models.runtimes import Classifier
+    from imagetagger.models.vocabulary import Classifier
 
 #: What flows between the steps: ``data`` is the file's or body's bytes before the
 #: decode step and the model's ``S x S x 3`` uint8 crop after it (empty on error).
@@ -122,13 +123,9 @@ def fetch_batch(table: pa.Table, *, settings: dict[str, Any]) -> pa.Table:
 async def _fetch_all(
     urls: Sequence[str], settings: DownloaderSettings
 ) -> list[bytes | ImageTaggerError]:
-    from imagetagger.fetch import FetchLimits, ImageFetcher
-    from imagetagger.netguard import AddressPolicy
+    from imagetagger.download.fetch import fetcher_from_settings
 
-    fetcher = ImageFetcher(
-        AddressPolicy(settings.allowed_networks),
-        FetchLimits(max_bytes=settings.max_image_bytes, timeout_s=settings.timeout_s),
-    )
+    fetcher = fetcher_from_settings(settings)
 
     async def one(url: str) -> bytes | ImageTaggerError:
         try:
@@ -176,28 +173,24 @@ def decode_batch(table: pa.Table, *, size: int, crop_padding: int, max_pixels: i
 # --- step 3: classify -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """What a model actor loads, and how it answers (the API's ``top``/``minconf``)."""
+class ModelConfig(ModelOptions):
+    """What a model actor loads (the library's model options, validated as the Serve
+    app's ``args`` are) and how it answers (the API's ``top``/``minconf``)."""
 
-    model: str
-    runtime: str
-    top: int | None = None
-    minconf: float | None = None
-    intra_op_threads: int = 0
-    interpreters: int = 1
-    weights_path: str | None = None
+    top: Top | None = None
+    minconf: MinConf | None = None
     cache_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values, which Ray pickles simply into each actor's constructor."""
+        return self.model_dump()
 
 
 class Tagger:
     """The model over batches: loaded once per actor, then crops in, result rows out."""
 
     def __init__(self, config: dict[str, Any], classifier: Classifier | None = None) -> None:
-        self.config = ModelConfig(**config)
+        self.config = ModelConfig.model_validate(config)
         self.classifier = classifier or _load(self.config)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -228,15 +221,15 @@ class Tagger:
 def _load(config: ModelConfig) -> Classifier:
     from pathlib import Path
 
-    from imagetagger.models.runtimes import RuntimeOptions, load_model
+    from imagetagger.models.runtimes import load_model
 
-    options = RuntimeOptions(
-        runtime=config.runtime,  # type: ignore[arg-type]  # checked by RuntimeOptions
-        intra_op_threads=config.intra_op_threads,
-        interpreters=config.interpreters,
-    )
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
-    return load_model(config.model, options, weights_path=config.weights_path, cache_dir=cache_dir)
+    return load_model(
+        config.model,
+        config.runtime_options(),
+        weights_path=config.weights_path,
+        cache_dir=cache_dir,
+    )
 
 
 def _crop_array(crop: bytes, size: int) -> np.ndarray:

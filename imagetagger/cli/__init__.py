@@ -15,32 +15,17 @@ from collections.abc import Sequence
 import yaml
 
 from imagetagger.cli import predict, serve, tag
-from imagetagger.cli.args import DEFAULT_MODEL, MODEL_ENV, RUNTIME_ENV, parse_port
+from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, parse_port
 from imagetagger.cli.predict import PREDICT_BATCH_SIZE, predict_files
-from imagetagger.cli.serve import (
-    APP_IMPORT_PATH,
-    PORT_ENV,
-    apply_allowed_networks,
-    apply_app_args,
-    apply_model,
-    apply_port,
-    apply_runtime,
-    resolve_port,
-    run_foreground,
-)
+from imagetagger.cli.serve import PORT_ENV, resolve_port, run_foreground
+from imagetagger.models.vocabulary import DEFAULT_MODEL
 
 __all__ = [
-    "APP_IMPORT_PATH",
     "DEFAULT_MODEL",
     "MODEL_ENV",
     "PORT_ENV",
     "PREDICT_BATCH_SIZE",
     "RUNTIME_ENV",
-    "apply_allowed_networks",
-    "apply_app_args",
-    "apply_model",
-    "apply_port",
-    "apply_runtime",
     "build_parser",
     "main",
     "parse_port",

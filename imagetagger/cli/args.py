@@ -8,10 +8,17 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from imagetagger.models.runtimes import DEFAULT_RUNTIME, PRECISIONS, RUNTIMES
 from imagetagger.models.specs import MODEL_SPECS
+from imagetagger.models.vocabulary import (
+    DEFAULT_MODEL,
+    DEFAULT_RUNTIME,
+    PRECISIONS,
+    RUNTIMES,
+    ModelOptions,
+    check_model_name,
+    check_runtime_name,
+)
 
-DEFAULT_MODEL = "efficientnet_lite2"
 MODEL_ENV = "IMAGETAGGER_MODEL"
 RUNTIME_ENV = "IMAGETAGGER_RUNTIME"
 
@@ -40,24 +47,37 @@ def parse_port(text: str) -> int:
 
 
 def model_name(text: str) -> str:
-    if text not in MODEL_SPECS:
-        raise argparse.ArgumentTypeError(
-            f"unknown model {text!r}; choose one of {', '.join(sorted(MODEL_SPECS))}"
-        )
-    return text
+    """A registered model (an argparse ``type``: a bad name exits 2 with the choices)."""
+    try:
+        return check_model_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def runtime_name(text: str) -> str:
-    if text not in RUNTIMES:
-        raise argparse.ArgumentTypeError(
-            f"unknown runtime {text!r}; choose one of {', '.join(RUNTIMES)}"
-        )
-    return text
+    """A runtime (an argparse ``type``)."""
+    try:
+        return check_runtime_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, defaults_from_env: bool) -> None:
+def model_options(**values: Any) -> ModelOptions:
+    """The options model from command-line values (None: the default), validated as the
+    Serve app's ``args`` are; a bad combination is a ValueError of one line."""
+    try:
+        return ModelOptions(**{key: value for key, value in values.items() if value is not None})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise ValueError(message.removeprefix("Value error, ")) from None
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser, *, defaults_from_env: bool, runtime_from_gpus: bool = False
+) -> None:
     """``--model``, ``--runtime``, ``--precision``: from the environment (or built-in) or
-    from the config."""
+    from the config. ``runtime_from_gpus``: ``--runtime`` defaults to None, for the
+    caller to choose by the GPUs it was given (``imagetagger tag``)."""
     models = ", ".join(sorted(MODEL_SPECS))
     if defaults_from_env:
         parser.add_argument(
@@ -66,17 +86,27 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults_from_env: boo
             default=os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
             help=f"one of {models} (default: ${MODEL_ENV}, else {DEFAULT_MODEL})",
         )
-        parser.add_argument(
-            "--runtime",
-            type=runtime_name,
-            default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
-            help=f"one of {', '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, else {DEFAULT_RUNTIME})",
-        )
+        if runtime_from_gpus:
+            parser.add_argument(
+                "--runtime",
+                type=runtime_name,
+                default=None,
+                help=f"{' or '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, else tensorflow "
+                "with --gpus, litert without)",
+            )
+        else:
+            parser.add_argument(
+                "--runtime",
+                type=runtime_name,
+                default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
+                help=f"one of {', '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, "
+                f"else {DEFAULT_RUNTIME})",
+            )
         parser.add_argument(
             "--precision",
             choices=PRECISIONS,
             default="float32",
-            help="litert only: int8 is faster, slightly less exact (README, Models)",
+            help="litert only: int8 is faster, slightly less exact (docs/MODELS.md)",
         )
         return
     parser.add_argument(

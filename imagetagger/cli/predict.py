@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import TypeAdapter
 
-from imagetagger.cli.args import add_model_options, constrained
+from imagetagger.cli.args import add_model_options, constrained, model_options
 from imagetagger.errors import ImageTaggerError
 from imagetagger.local_files import file_error, read_image_file
 from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
-    from imagetagger.models.runtimes import Classifier
+    from imagetagger.models.vocabulary import Classifier
 
 PREDICT_BATCH_SIZE = 16
 
@@ -91,13 +91,17 @@ def predict_files(
 
 def run(args: argparse.Namespace) -> int:
     from imagetagger.errors import ModelLoadError
-    from imagetagger.models.runtimes import RuntimeOptions, load_model
+    from imagetagger.models.runtimes import load_model
 
+    options = model_options(
+        model=args.model,
+        runtime=args.runtime,
+        precision=args.precision,
+        weights_path=args.weights_path,
+    )
     try:
         classifier = load_model(
-            args.model,
-            RuntimeOptions(runtime=args.runtime, precision=args.precision),
-            weights_path=args.weights_path,
+            options.model, options.runtime_options(), weights_path=options.weights_path
         )
     except ModelLoadError as exc:
         print(f"imagetagger: cannot load {args.model}: {exc}", file=sys.stderr)

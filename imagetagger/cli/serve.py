@@ -1,16 +1,15 @@
 """``imagetagger serve``: the container's entry point, and what ``make run`` runs.
 
-It applies the port, model and runtime overrides to a Serve config and runs ``serve
-run`` on it in the foreground, in Ray's high-throughput serving environment
-(:mod:`imagetagger.serving_env`), turning the SIGTERM of ``docker stop`` or Kubernetes
-into Serve's graceful shutdown.
+It applies the port, model and runtime overrides to a Serve config
+(:mod:`imagetagger.serve_config`) and runs ``serve run`` on it in the foreground, in
+Ray's high-throughput serving environment (:mod:`imagetagger.serving_env`), turning
+the SIGTERM of ``docker stop`` or Kubernetes into Serve's graceful shutdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import os
 import shutil
 import signal
@@ -24,19 +23,11 @@ from typing import Any
 
 import yaml
 
-from imagetagger.cli.args import (
-    MODEL_ENV,
-    RUNTIME_ENV,
-    add_model_options,
-    model_name,
-    parse_port,
-    runtime_name,
-)
+from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, add_model_options, parse_port
 from imagetagger.cli.local_ray import become_subreaper, serve_forever
+from imagetagger.serve_config import apply_allowed_networks, apply_app_args, apply_port
 from imagetagger.serving_env import local_serving_environment
-from imagetagger.settings import DownloaderSettings
 
-APP_IMPORT_PATH = "deployments.app:build_app"
 PORT_ENV = "PORT"
 PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
 DEFAULT_HTTP_PORT = 8000
@@ -53,91 +44,6 @@ def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None
         return parse_port(text)
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"${PORT_ENV}: {exc}") from None
-
-
-def apply_port(config: dict[str, Any], port: int | None) -> dict[str, Any]:
-    """A copy of the Serve config with ``http_options.port`` set (None: unchanged)."""
-    result = copy.deepcopy(config)
-    if port is not None:
-        http_options = result.get("http_options") or {}
-        result["http_options"] = {**http_options, "port": port}
-    return result
-
-
-def apply_model(config: dict[str, Any], model: str | None) -> dict[str, Any]:
-    """A copy of the Serve config whose imagetagger applications serve ``model``.
-
-    A container image bakes one model's weights in; ``$IMAGETAGGER_MODEL`` makes the
-    config serve that model, whatever the file says. None leaves the config unchanged.
-    """
-    if model is None:
-        return copy.deepcopy(config)
-    _model_name_or_raise(model)
-    return _set_app_arg(config, "model", model)
-
-
-def _set_app_arg(config: dict[str, Any], key: str, value: str) -> dict[str, Any]:
-    result = copy.deepcopy(config)
-    apps = [
-        app for app in result.get("applications") or [] if app.get("import_path") == APP_IMPORT_PATH
-    ]
-    if not apps:
-        raise ValueError(f"the config has no application with import_path {APP_IMPORT_PATH}")
-    for app in apps:
-        app["args"] = {**(app.get("args") or {}), key: value}
-    return result
-
-
-def apply_runtime(config: dict[str, Any], runtime: str | None) -> dict[str, Any]:
-    """A copy of the Serve config whose imagetagger applications run on ``runtime``."""
-    if runtime is None:
-        return copy.deepcopy(config)
-    try:
-        runtime_name(runtime)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(str(exc)) from None
-    return _set_app_arg(config, "runtime", runtime)
-
-
-def apply_app_args(
-    config: dict[str, Any],
-    *,
-    model: str | None,
-    runtime: str | None,
-    precision: str | None = None,
-) -> dict[str, Any]:
-    """The model, runtime and precision overrides (None: keep the config's)."""
-    result = apply_runtime(apply_model(config, model), runtime)
-    return result if precision is None else _set_app_arg(result, "precision", precision)
-
-
-def apply_allowed_networks(config: dict[str, Any], networks: Sequence[str]) -> dict[str, Any]:
-    """A copy of the Serve config whose Downloaders also fetch from ``networks`` (CIDRs).
-
-    For trying the service on local files: ``--allow-network 127.0.0.1/32`` lets it
-    fetch from a file server on this machine, which the SSRF guard blocks by default.
-    """
-    result = copy.deepcopy(config)
-    if not networks:
-        return result
-    allowed = DownloaderSettings(allowed_networks=list(networks)).allowed_networks
-    for app in result.get("applications") or []:
-        for deployment in app.get("deployments") or []:
-            if deployment.get("name") == "Downloader":
-                user_config = deployment.setdefault("user_config", {}) or {}
-                existing = list(user_config.get("allowed_networks") or [])
-                user_config["allowed_networks"] = existing + [
-                    n for n in allowed if n not in existing
-                ]
-                deployment["user_config"] = user_config
-    return result
-
-
-def _model_name_or_raise(model: str) -> None:
-    try:
-        model_name(model)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _find_serve_executable() -> str:

@@ -18,12 +18,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.cli.args import (
-    DEFAULT_MODEL,
-    MODEL_ENV,
     RUNTIME_ENV,
+    add_model_options,
     constrained,
-    model_name,
+    model_options,
     runtime_name,
 )
 from imagetagger.schemas import MinConf, Top
@@ -34,7 +34,6 @@ _MINCONF = TypeAdapter(MinConf)
 FORMATS = ("jsonl", "parquet")
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 _MODEL_LOAD_ERROR = "imagetagger.errors.ModelLoadError"
-DEFAULT_OBJECT_STORE_BUDGET = 512 * 2**20  # as imagetagger.bulk.pipeline (not imported here)
 
 
 def positive_int(text: str) -> int:
@@ -78,7 +77,7 @@ def cidr(text: str) -> str:
 
 def resolve_runtime(cli_runtime: str | None, gpus: float) -> str:
     """``--runtime``, else ``$IMAGETAGGER_RUNTIME``, else tensorflow on GPUs, litert on CPUs."""
-    from imagetagger.models.runtimes import DEFAULT_RUNTIME
+    from imagetagger.models.vocabulary import DEFAULT_RUNTIME
 
     chosen = cli_runtime or os.environ.get(RUNTIME_ENV) or None
     if chosen is None:
@@ -133,16 +132,16 @@ def run(args: argparse.Namespace) -> int:
         print("imagetagger tag: nothing to tag in the given sources", file=sys.stderr)
         return 1
     runtime = resolve_runtime(args.runtime, args.gpus)
+    model = model_options(
+        model=args.model,
+        runtime=runtime,
+        precision=args.precision,
+        weights_path=args.weights_path,
+        intra_op_threads=1 if runtime == "litert" else 0,
+        interpreters=args.interpreters,
+    )
     options = PipelineOptions(
-        model=ModelConfig(
-            model=args.model,
-            runtime=runtime,
-            top=args.top,
-            minconf=args.minconf,
-            intra_op_threads=1 if runtime == "litert" else 0,
-            interpreters=args.interpreters,
-            weights_path=args.weights_path,
-        ),
+        model=ModelConfig(**model.model_dump(), top=args.top, minconf=args.minconf),
         settings=DownloaderSettings(allowed_networks=args.allow_network),
         actors=args.actors,
         gpus_per_actor=args.gpus,
@@ -201,20 +200,7 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="jsonl or parquet (default: parquet for .parquet/.pq, else jsonl)",
     )
-    models = ", ".join(sorted(_model_names()))
-    tag.add_argument(
-        "--model",
-        type=model_name,
-        default=os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
-        help=f"one of {models} (default: ${MODEL_ENV}, else {DEFAULT_MODEL})",
-    )
-    tag.add_argument(
-        "--runtime",
-        type=runtime_name,
-        default=None,
-        help=f"litert or tensorflow (default: ${RUNTIME_ENV}, else tensorflow "
-        "with --gpus, litert without)",
-    )
+    add_model_options(tag, defaults_from_env=True, runtime_from_gpus=True)
     tag.add_argument(
         "--weights-path", default=None, help="local weights file (efficientnet_b3 offline)"
     )
@@ -262,12 +248,9 @@ def add_parser(commands: Any) -> None:
         f"(default: {DEFAULT_OBJECT_STORE_BUDGET // 2**20})",
     )
     tag.add_argument(
-        "--batch-size", type=positive_int, default=16, help="images per model call (default: 16)"
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"images per model call (default: {DEFAULT_BATCH_SIZE})",
     )
     tag.set_defaults(handler=run)
-
-
-def _model_names() -> list[str]:
-    from imagetagger.models.specs import MODEL_SPECS
-
-    return list(MODEL_SPECS)

@@ -1,9 +1,10 @@
-"""Model registry and loading.
+"""Model registry and runtimes.
 
 Importing this package is cheap: only the registry (``specs``) is loaded eagerly,
 so the Downloader can read input sizes without pulling in TensorFlow. Keras runs on
-TensorFlow unless ``KERAS_BACKEND`` says otherwise; which runtime serves a model
-(LiteRT by default on CPU) is chosen in :mod:`imagetagger.models.runtimes`.
+TensorFlow unless ``KERAS_BACKEND`` says otherwise. :mod:`vocabulary` holds what every
+runtime shares (names, options, the ``Classifier`` protocol); :mod:`runtimes` loads a
+model on one of them: :mod:`litert` (the CPU default) or :mod:`tensorflow_runtime`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,4 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from imagetagger.models.specs import MODEL_SPECS, ModelSpec, get_spec
 
-__all__ = ["MODEL_SPECS", "Classifier", "ModelSpec", "get_spec", "load_classifier"]
-
-
-def __getattr__(name: str):
-    """Import the Keras-backed loader only when it is asked for."""
-    if name in ("Classifier", "load_classifier"):
-        from imagetagger.models import loader
-
-        return getattr(loader, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["MODEL_SPECS", "ModelSpec", "get_spec"]

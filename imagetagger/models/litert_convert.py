@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imagetagger.errors import ModelLoadError
-from imagetagger.models.runtimes import PRECISIONS
+from imagetagger.models.vocabulary import PRECISIONS
 from imagetagger.tfconfig import configure_tensorflow
 
 if TYPE_CHECKING:
@@ -89,9 +89,11 @@ def convert_to_file(
 ) -> None:
     """Load the Keras model (converting its weights if needed) and cache its flatbuffer."""
     from imagetagger.models.checksums import store_with_checksum
-    from imagetagger.models.loader import load_classifier
+    from imagetagger.models.tensorflow_runtime import load_tensorflow_classifier
 
-    classifier = load_classifier(model_name, weights_path=weights_path, cache_dir=cache_dir)
+    classifier = load_tensorflow_classifier(
+        model_name, weights_path=weights_path, cache_dir=cache_dir
+    )
     started = time.perf_counter()
     spec = classifier.spec
     flatbuffer = convert(classifier.model, spec.input_size, precision, spec.crop_padding)

@@ -159,3 +159,19 @@ def test_from_binary_files_keeps_the_path() -> None:
     table = pa.table({"bytes": pa.array([b"abc"], pa.binary()), "path": ["/x/a.jpg"]})
     assert _rows(from_binary_files(table)) == [("path", "/x/a.jpg", "", "")]
     assert from_binary_files(table).column("data").to_pylist() == [b"abc"]
+
+
+def test_fetch_batch_keeps_the_downloaders_per_host_cap() -> None:
+    """The bulk job's fetcher is the service's, per-host cap included: with
+    ``max_connections_per_host`` 2, eight slow URLs on one host never hold 3 at once."""
+    photo = images.jpeg_bytes(images.photo())
+    routes = {"/slow.jpg": servers.delayed(servers.respond(photo, "image/jpeg"), 0.3)}
+    with servers.LoopbackServer("127.0.0.2", routes) as origin:
+        urls = [origin.url(f"/slow.jpg?n={n}") for n in range(8)]
+        table = stage_table(["url"] * 8, urls, [b""] * 8, [("", "")] * 8)
+        settings = DownloaderSettings(
+            allowed_networks=["127.0.0.2/32"], max_connections_per_host=2
+        ).model_dump()
+        result = fetch_batch(table, settings=settings)
+        assert origin.peak_connections == 2
+    assert [t for _, _, t, _ in _rows(result)] == [""] * 8

@@ -24,6 +24,7 @@ from imagetagger import cli
 from tests import images, servers
 
 MODEL = "efficientnet_lite0"
+TEST_PHOTOS = Path(__file__).resolve().parents[1] / "data"
 INVALID = {"type": "InvalidImage", "detail": "Url is not pointing to a valid image format."}
 FORMATS = (("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"), ("BMP", "bmp"), ("GIF", "gif"),
            ("TIFF", "tif"))  # fmt: skip
@@ -213,3 +214,24 @@ def test_a_model_that_cannot_load_exits_1_and_writes_nothing(
         "is unreadable" in capsys.readouterr().err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def _predict_lines(*argv: str) -> dict[str, dict[str, Any]]:
+    """What ``imagetagger predict ARGV`` prints, keyed by file name."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert cli.main(["predict", *argv]) == 0
+    lines = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    return {line.pop("filename"): line for line in lines}
+
+
+def test_tag_precision_int8_matches_predict_precision_int8(tmp_path: Path) -> None:
+    """``--precision`` reaches the bulk job's model: its rows are exactly what
+    ``imagetagger predict --precision int8`` says for the test photos (and not float's)."""
+    photos = [str(TEST_PHOTOS / "chelsea.jpg"), str(TEST_PHOTOS / "coffee.jpg")]
+    run = tag(tmp_path / "int8.jsonl", *photos, "--precision", "int8")
+    assert run.status == 0
+    rows = {row.pop("path"): row for row in read_rows(run.out)}
+    common = ("--model", MODEL, "--top", "5")
+    assert rows == _predict_lines(*photos, *common, "--precision", "int8")
+    assert rows != _predict_lines(*photos, *common)  # float32's confidences differ

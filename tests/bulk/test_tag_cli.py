@@ -23,6 +23,7 @@ from imagetagger.cli.tag import resolve_runtime
         (["tag", "p", "--out", "t", "--minconf", "2"], "less than or equal to 1"),
         (["tag", "p", "--out", "t", "--model", "resnet50"], "unknown model 'resnet50'"),
         (["tag", "p", "--out", "t", "--runtime", "onnx"], "unknown runtime 'onnx'"),
+        (["tag", "p", "--out", "t", "--precision", "int4"], "invalid choice: 'int4'"),
         (["tag", "p", "--out", "t", "--allow-network", "10.1/x"], "invalid network '10.1/x'"),
     ],
 )
@@ -62,6 +63,7 @@ def test_runtime_is_litert_on_cpus_and_tensorflow_on_gpus(monkeypatch: pytest.Mo
     ("extra", "message"),
     [
         (["--runtime", "litert", "--gpus", "1"], "GPUs need the tensorflow runtime"),
+        (["--precision", "int8", "--gpus", "1"], "precision applies to the litert runtime only"),
     ],
 )
 def test_bad_combinations_exit_1_before_any_work(

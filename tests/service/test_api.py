@@ -1,4 +1,4 @@
-"""The HTTP contract of SPEC.md, end to end: real HTTP, real Ray Serve, real model."""
+"""The HTTP contract of docs/API.md, end to end: real HTTP, real Ray Serve, real model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import images
-from tests.service.conftest import ROOT, TF_APP, TF_PREFIX, Service, tensorflow_service
+from tests.service.helpers import ROOT, TF_APP, TF_PREFIX, Service, tensorflow_service
 
 CATS = {"tabby", "tiger_cat", "Egyptian_cat"}
 ANY_CAT = CATS | {"Persian_cat", "Siamese_cat"}  # ImageNet's domestic cats, 281-285

@@ -18,7 +18,7 @@ from imagetagger.bulk.stages import ModelConfig, Tagger, decode_batch, fetch_bat
 from imagetagger.models.runtimes import RuntimeOptions, load_model
 from imagetagger.models.specs import get_spec
 from imagetagger.settings import DownloaderSettings
-from tests.service.conftest import IMAGE_HOST, ROOT, Service
+from tests.service.helpers import IMAGE_HOST, ROOT, Service
 
 NAMES = ("chelsea.jpg", "coffee.jpg", "chelsea.png", "to-chelsea", "text.txt", "missing.jpg")
 

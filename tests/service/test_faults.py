@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service
+from tests.service.helpers import IMAGE_HOST, Service
 
 APP = "imagetagger"
 IN_FLIGHT = 16

@@ -53,7 +53,7 @@ from yarl import URL
 
 from imagetagger.schemas import MAX_BATCH_URLS, MAX_URL_LENGTH
 from tests import servers
-from tests.service.conftest import Service
+from tests.service.helpers import Service
 
 EXAMPLES_PER_OPERATION = 50
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE

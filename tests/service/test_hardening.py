@@ -1,4 +1,5 @@
-"""The hardening of SPEC.md, proved through the running service: SSRF, hostile input, limits.
+"""The hardening of docs/SECURITY.md, proved through the running service: SSRF, hostile
+input, limits.
 
 Every request goes through real HTTP to the Serve app deployed by ``conftest.py``
 (Downloader ``allowed_networks = ["127.0.0.2/32"]``). 127.0.0.1 (and ::1) play the
@@ -22,7 +23,7 @@ import yaml
 from PIL import Image
 
 from tests import images, servers
-from tests.service.conftest import ROOT, Service
+from tests.service.helpers import ROOT, Service
 
 CATS = {"tabby", "tiger_cat", "Egyptian_cat"}
 ANY_CAT = CATS | {"Persian_cat", "Siamese_cat"}  # ImageNet's domestic cats, 281-285

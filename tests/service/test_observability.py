@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from tests.service.conftest import Service
+from tests.service.helpers import Service
 
 CUSTOM_METRICS = (
     "ray_imagetagger_http_requests_total",

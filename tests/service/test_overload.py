@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service, beside_the_session_app
+from tests.service.helpers import IMAGE_HOST, Service, beside_the_session_app
 
 SMALL_APP = "imagetagger-small"
 SMALL_PREFIX = "/small"
@@ -201,7 +201,7 @@ def test_hung_origin_answers_503_at_the_request_deadline(small_app: SmallApp) ->
 
 
 def test_hung_url_in_a_batch_fails_only_that_item(small_app: SmallApp) -> None:
-    """SPEC: one bad URL does not fail the others, a hung one included."""
+    """The contract (docs/API.md): one bad URL does not fail the others, a hung one included."""
     urls = [small_app.images.url("/chelsea.jpg"), small_app.images.url("/hang.jpg")]
     small_app.wait_downloader_free()
     small_app.hang_started()

@@ -30,9 +30,9 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
-from imagetagger.auth import INVALID_KEY, MISSING_KEY, hash_key
+from deployments.auth import INVALID_KEY, MISSING_KEY, hash_key
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
+from tests.service.helpers import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
 
 SECURE_APP = "imagetagger-secure"
 SECURE_PREFIX = "/secure"

@@ -1,7 +1,9 @@
-"""Load a registered model with its weights, warm it up, and wrap it for fast batch inference.
+"""The ``tensorflow`` runtime: a registered Keras model with its weights, warmed up,
+wrapped for fast batch inference (GPUs, mixed precision, ``@serve.batch``).
 
-This is the one entry point the ModelDeployment uses at startup. Every failure to
-obtain usable weights is a ``ModelLoadError`` that names the model and the source
+:func:`imagetagger.models.runtimes.load_model` calls it for ``runtime: tensorflow``,
+and the LiteRT conversion builds its flatbuffer from the model it loads. Every failure
+to obtain usable weights is a ``ModelLoadError`` that names the model and the source
 tried; nothing here falls back to random or different weights.
 """
 
@@ -24,16 +26,16 @@ from imagetagger.models.keras_apps import load_efficientnet_b3
 from imagetagger.models.sources import package_weights_file
 from imagetagger.models.specs import ModelSpec, get_spec
 from imagetagger.models.torch_legacy import UnsafePickleError, read_state_dict
+from imagetagger.models.vocabulary import COMPUTE_DTYPES
 
 logger = logging.getLogger(__name__)
 
-COMPUTE_DTYPES = ("float32", "mixed_float16", "mixed_bfloat16")
 # Bump when the Keras graph or the torch->Keras mapping changes: old caches are then ignored.
 CACHE_FORMAT = 1
 
 
-class Classifier:
-    """A loaded model: uint8 RGB batches in, float32 softmax probabilities out.
+class TensorFlowClassifier:
+    """A Keras model on TensorFlow: uint8 RGB batches in, float32 softmax probabilities out.
 
     On the TensorFlow backend inference runs through one ``tf.function`` whose input
     signature leaves the batch dimension open, so a new batch size never retraces
@@ -129,13 +131,13 @@ def _load_lite(
     return model
 
 
-def load_classifier(
+def load_tensorflow_classifier(
     name: str,
     *,
     weights_path: str | None = None,
     cache_dir: Path | None = None,
     compute_dtype: str = "float32",
-) -> Classifier:
+) -> TensorFlowClassifier:
     """Build model ``name``, load its weights, warm it up and check its output.
 
     ``weights_path`` overrides the registered source (a legacy ``.pth`` for the Lite
@@ -155,7 +157,7 @@ def load_classifier(
     else:  # a registry entry without a loader is a programming error
         raise ModelLoadError(f"model {name!r}: no loader for architecture {spec.architecture!r}")
 
-    classifier = Classifier(spec, model)
+    classifier = TensorFlowClassifier(spec, model)
     probs = classifier.warmup()
     if not (np.all(np.isfinite(probs)) and abs(float(probs.sum()) - 1.0) < 1e-2):
         raise ModelLoadError(f"model {name!r}: warm-up output is not a probability distribution")

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from imagetagger.netguard import ip_literal
+from imagetagger.download.netguard import ip_literal
 
 
 @dataclass

@@ -19,9 +19,14 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from imagetagger import __version__
+from imagetagger.download.hostlimit import HostLimiter
+from imagetagger.download.netguard import (
+    AddressPolicy,
+    GuardedConnector,
+    caused_by_forbidden_address,
+)
 from imagetagger.errors import ForbiddenURL, ImageTooLarge, UnreachableURL
-from imagetagger.hostlimit import HostLimiter
-from imagetagger.netguard import AddressPolicy, GuardedConnector, caused_by_forbidden_address
+from imagetagger.settings import DownloaderSettings
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +227,23 @@ class ImageFetcher:
                 raise ForbiddenURL() from exc
             logger.info("fetch of %s failed: %s: %.200s", target, type(exc).__name__, exc)
             raise UnreachableURL() from exc
+
+
+def fetcher_config(settings: DownloaderSettings) -> tuple[AddressPolicy, FetchLimits]:
+    """The policy and limits ``settings`` ask for: what ``ImageFetcher.configure`` takes."""
+    return AddressPolicy(settings.allowed_networks), FetchLimits(
+        max_bytes=settings.max_image_bytes,
+        timeout_s=settings.timeout_s,
+        max_connections_per_host=settings.max_connections_per_host,
+    )
+
+
+def fetcher_from_settings(
+    settings: DownloaderSettings, *, resolver: AbstractResolver | None = None
+) -> ImageFetcher:
+    """A fetcher under the Downloader's settings: the service's and the bulk job's one."""
+    policy, limits = fetcher_config(settings)
+    return ImageFetcher(policy, limits, resolver=resolver)
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
