@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from deployments.access import Access, AccessMiddleware
+from deployments.auth import ApiKeys, hash_key
 from deployments.ui import CONTENT_SECURITY_POLICY, ui_router
-from imagetagger.auth import ApiKeys, hash_key
 from imagetagger.errors import ERROR_TABLE
 
 STRICT_CSP = (

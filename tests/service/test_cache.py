@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 from tests import servers
-from tests.service.conftest import Service
+from tests.service.helpers import Service
 
 CHELSEA = (Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg").read_bytes()
 METRIC = "ray_imagetagger_response_cache_{}"

@@ -21,7 +21,7 @@ import yaml
 
 from imagetagger.serving_env import isolated_haproxy_env
 from tests import servers
-from tests.service.conftest import IMAGE_HOST, ROOT, Service
+from tests.service.helpers import IMAGE_HOST, ROOT, Service
 
 START_TIMEOUT_S = 600
 STOP_LIMIT_S = 10.0

@@ -27,9 +27,9 @@ import requests
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
+from deployments.auth import INVALID_KEY, hash_key
 from deployments.middleware import json_error
 from deployments.ui import CONTENT_SECURITY_POLICY, ui_router
-from imagetagger.auth import INVALID_KEY, hash_key
 from imagetagger.errors import (
     ImageTaggerError,
     ImageTooLarge,
@@ -38,7 +38,7 @@ from imagetagger.errors import (
     UnreachableURL,
 )
 from tests import servers
-from tests.service.conftest import (
+from tests.service.helpers import (
     IMAGE_HOST,
     ROOT,
     Service,
