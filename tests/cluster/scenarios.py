@@ -238,8 +238,9 @@ def node_loss() -> dict[str, Any]:
 
     report: dict[str, Any] = {}
     routes = {"/chelsea.jpg": servers.respond(CHELSEA.read_bytes(), "image/jpeg")}
-    # Head: room for every replica once the worker is gone, and for the tag job.
-    with servers.LoopbackServer(IMAGE_HOST, routes) as images, cluster(4, [2]) as (c, nodes):
+    # Head: room for every replica once the worker is gone (2.1 CPUs) and for the tag
+    # job beside them (read, decode and one model actor: 3 CPUs), else the job waits.
+    with servers.LoopbackServer(IMAGE_HOST, routes) as images, cluster(6, [2]) as (c, nodes):
         import ray
 
         head_id = ray.get_runtime_context().get_node_id()
@@ -299,23 +300,26 @@ def tag_on_cluster(address: str) -> dict[str, Any]:
         (folder / "broken.jpg").write_bytes(b"not an image")  # a row with the API's error
         out = Path(tmp) / "tags.jsonl"
         started = time.monotonic()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "imagetagger.cli",
-                "tag",
-                str(folder),
-                "--out",
-                str(out),
-                "--address",
-                address,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "imagetagger.cli",
+                    "tag",
+                    str(folder),
+                    "--out",
+                    str(out),
+                    "--address",
+                    address,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return {"exit": "timeout", "inputs": inputs, "rows": 0, "seconds": exc.timeout}
         rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
         return {
             "exit": done.returncode,
