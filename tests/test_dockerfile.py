@@ -2,15 +2,18 @@
 
 No Docker daemon is needed: the file is parsed, its build-time commands that do not
 need the network are run here, and its HEALTHCHECK command is run against a local
-HTTP server.
+HTTP server. `make container-check` (scripts/container_check.sh) builds the image and
+checks the running container; it is not part of the test suite.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import http.server
+import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,6 +22,7 @@ import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -71,10 +75,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _args() -> dict[str, str]:
-    return dict(rest.partition("=")[::2] for rest in _all("ARG"))
-
-
 def _json_list(text: str) -> list[str]:
     value = json.loads(text)
     assert isinstance(value, list), "use the exec (JSON) form"
@@ -92,12 +92,60 @@ def test_hadolint_reports_nothing() -> None:
     assert result.stdout == ""
 
 
-def test_base_image_and_build_args() -> None:
-    assert _all("FROM") == ["python:3.11-slim"]
-    args = _args()
-    assert args["MODEL"] == "efficientnet_lite2"
-    assert args["MODEL"] in MODEL_SPECS
-    assert args["WITH_CUDA"] == "false"
+def _stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (what it is FROM, its instructions after FROM)."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for keyword, rest in INSTRUCTIONS:
+        if keyword == "FROM":
+            image, _, name = rest.partition(" AS ")
+            current = []
+            stages[name.strip()] = (image.strip(), current)
+        elif current is not None:
+            current.append((keyword, rest))
+    return stages
+
+
+STAGES = _stages()
+
+
+def _in(stage: str, keyword: str) -> list[str]:
+    return [rest for kw, rest in STAGES[stage][1] if kw == keyword]
+
+
+def _global_args() -> dict[str, str]:
+    first_from = _index("FROM")
+    return dict(rest.partition("=")[::2] for kw, rest in INSTRUCTIONS[:first_from] if kw == "ARG")
+
+
+def test_stages_and_their_order() -> None:
+    """The last stage is the default target: the lean LiteRT image."""
+    assert {name: image for name, (image, _) in STAGES.items()} == {
+        "base": "${BASE_IMAGE}",
+        "lean": "base",
+        "build": "lean",
+        "tensorflow": "build",
+        "litert": "lean",
+    }
+    assert list(STAGES)[-1] == "litert"
+
+
+def test_base_image_is_pinned_by_tag_with_its_digest_noted() -> None:
+    base = _global_args()["BASE_IMAGE"]
+    name, _, tag = base.partition(":")
+    assert name == "python"
+    # a full version and the Debian release, not a floating tag like 3.11-slim
+    assert re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag), tag
+    digest = re.search(r"^#\s+sha256:([0-9a-f]{64})$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert digest, "the base's digest belongs in a comment beside the tag"
+
+
+def test_build_args() -> None:
+    assert _global_args()["MODEL"] == "efficientnet_lite2"
+    assert _global_args()["MODEL"] in MODEL_SPECS
+    for stage in ("base", "lean", "build"):
+        assert "MODEL" in _in(stage, "ARG"), stage  # a stage sees a global ARG only so
+    assert _in("build", "ARG") == ["MODEL", "WITH_CUDA=false"]
 
 
 def test_environment() -> None:
@@ -106,29 +154,58 @@ def test_environment() -> None:
     assert env["IMAGETAGGER_CACHE_DIR"] == "/opt/imagetagger/cache"
     assert env["KERAS_HOME"].startswith(env["IMAGETAGGER_CACHE_DIR"] + "/")
     assert env["IMAGETAGGER_MODEL"] == "${MODEL}"
+    from imagetagger.healthcheck import PORT_FILE_ENV
+
+    assert env[PORT_FILE_ENV].startswith("/tmp/")  # writable by the non-root user
     assert _all("EXPOSE") == ["8000"]
+    assert not any(_in(stage, "ENV") for stage in STAGES if stage != "base")
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:
-    (user,) = _all("USER")
-    uid, _, gid = user.partition(":")
+    users = _all("USER")
+    assert users and len(set(users)) == 1
+    uid, _, gid = users[0].partition(":")
     assert uid.isdigit() and gid.isdigit()
     assert int(uid) != 0 and int(gid) != 0
     assert f"--uid {uid}" in INSTRUCTIONS[_index("RUN", "useradd")][1]
-    # Everything after the installs runs as that user, the weight conversion included.
-    user_at = _index("USER")
-    assert _index("RUN", "pip install --no-cache-dir --no-deps .") < user_at
-    assert _index("RUN", "load_model") > user_at
+    # The weight conversion runs as that user; both runtime images end as it.
+    build = [kw for kw, _ in STAGES["build"][1]]
+    assert build.index("USER") < len(build) - 1 and build[-1] == "RUN"
+    assert [kw for kw, _ in STAGES["litert"][1]][-1] == "USER"
+    assert "USER" not in [kw for kw, _ in STAGES["tensorflow"][1]]  # inherited from build
+    (copied,) = [rest for rest in _in("litert", "COPY") if "--from=build" in rest]
+    assert f"--chown={uid}:{gid}" in copied
 
 
-def test_both_runtimes_are_cached_at_build_time_for_the_chosen_model() -> None:
-    run = INSTRUCTIONS[_index("RUN", "load_model")][1]
-    assert "from imagetagger.models.runtimes import RuntimeOptions, load_model" in run
-    assert "load_model('${MODEL}', RuntimeOptions(runtime=r))" in run
-    assert "('tensorflow', 'litert')" in run
+def test_the_build_stage_caches_every_runtime_for_the_chosen_model() -> None:
+    (run,) = [rest for rest in _in("build", "RUN") if "load_model" in rest]
+    assert "from imagetagger.models.runtimes import RuntimeOptions as O, load_model" in run
+    assert "load_model('${MODEL}', O(runtime='tensorflow'))" in run
+    assert "load_model('${MODEL}', O(runtime='litert', precision=p))" in run
+    assert "('float32', 'int8')" in run
     from imagetagger.models.checksums import CACHE_DIR_ENV
+    from imagetagger.models.litert import flatbuffer_file
 
     assert CACHE_DIR_ENV == "IMAGETAGGER_CACHE_DIR"  # the variable the ENV above sets
+    # The lean image copies exactly the flatbuffers and their sidecars.
+    (copied,) = [rest for rest in _in("litert", "COPY") if "--from=build" in rest]
+    *sources, dest = copied.split()[2:]
+    assert sources == [_env()["IMAGETAGGER_CACHE_DIR"] + "/*.tflite*"]
+    assert dest.rstrip("/") == _env()["IMAGETAGGER_CACHE_DIR"]
+    spec = MODEL_SPECS[_global_args()["MODEL"]]
+    for precision in ("float32", "int8"):
+        name = flatbuffer_file(spec, Path("/c"), precision=precision).name
+        assert fnmatch.fnmatch(name, "*.tflite*")
+        assert fnmatch.fnmatch(name + ".sha256", "*.tflite*")
+
+
+def test_the_lean_image_has_no_tensorflow() -> None:
+    (check,) = [rest for rest in _in("litert", "RUN") if "find_spec" in rest]
+    assert "find_spec('tensorflow') is None" in check
+    assert "find_spec('keras') is None" in check
+    for stage in ("base", "lean", "litert"):
+        for rest in _in(stage, "RUN"):
+            assert "image_requirements.py tensorflow" not in rest, stage
 
 
 def test_environment_is_the_serving_mode() -> None:
@@ -140,7 +217,7 @@ def test_environment_is_the_serving_mode() -> None:
 
 def test_every_pip_install_skips_the_cache() -> None:
     pip_runs = [rest for rest in _all("RUN") if "pip install" in rest]
-    assert len(pip_runs) == 2
+    assert len(pip_runs) == 4  # lean deps, TensorFlow, the project in build and in litert
     for rest in pip_runs:
         for command in rest.split("&&"):
             if "pip install" in command:
@@ -153,6 +230,12 @@ def test_entrypoint_and_cmd_serve_the_default_config() -> None:
     argv = _json_list(entrypoint) + _json_list(cmd)
     assert argv == ["tini", "--", "imagetagger", "serve", "--config", "serve_config.yaml"]
     assert "tini" in INSTRUCTIONS[_index("RUN", "apt-get install")][1]
+    # Set once in base, so both runtime targets inherit them.
+    assert _in("base", "ENTRYPOINT") == [entrypoint]
+    assert _in("base", "HEALTHCHECK") == _all("HEALTHCHECK")
+    for stage in ("tensorflow", "litert"):
+        copied = [rest.split()[0] for rest in _in(stage, "COPY")]
+        assert {"serve_config.yaml", "configs"} <= set(copied), stage
 
 
 def _dockerignore_patterns() -> list[str]:
@@ -177,6 +260,8 @@ def test_copied_sources_exist_and_are_not_ignored() -> None:
     patterns = _dockerignore_patterns()
     copied = []
     for rest in _all("COPY"):
+        if rest.startswith("--from="):
+            continue  # from another stage, not the build context
         *sources, _dest = rest.split()
         copied += sources
     for source in copied:
@@ -193,33 +278,88 @@ def test_dockerignore_keeps_local_state_out() -> None:
     assert _ignored("imagetagger/__pycache__", patterns)
 
 
-def _requirements_commands() -> list[str]:
-    """The dependency step's commands up to (not including) the pip install."""
-    run = INSTRUCTIONS[_index("RUN", "tomllib")][1]
-    commands = [c.strip() for c in run.split(" && ")]
-    return commands[: next(i for i, c in enumerate(commands) if c.startswith("pip install"))]
+def _requirements_runs() -> dict[str, str]:
+    """Stage -> the shell command of its image_requirements.py RUN, up to the pip install."""
+    found = {}
+    for stage in STAGES:
+        for rest in _in(stage, "RUN"):
+            if "image_requirements.py" in rest:
+                found[stage] = rest.split(" && ")[0]
+    return found
+
+
+def _load_requirements_script() -> ModuleType:
+    path = ROOT / "scripts" / "image_requirements.py"
+    spec = importlib.util.spec_from_file_location("image_requirements", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+image_requirements = _load_requirements_script()
+DEPENDENCIES = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def _run_requirement_step(stage: str, tmp_path: Path, **build_args: str) -> list[str]:
+    """Run the stage's requirements command as the build would, in a copy of its files."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(ROOT / "scripts" / "image_requirements.py", tmp_path)
+    (copied,) = [rest for rest in _in("lean", "COPY")]
+    assert copied.split() == ["pyproject.toml", "scripts/image_requirements.py", "./"]
+    command = _requirements_runs()[stage]
+    output = tmp_path / "requirements.txt"
+    command = command.replace("/tmp/requirements.txt", str(output))
+    command = command.replace("python ", f"{shlex.quote(sys.executable)} ", 1)
+    args = {"MODEL": _global_args()["MODEL"], "WITH_CUDA": "false", **build_args}
+    env = {**os.environ, **args}
+    subprocess.run(["sh", "-c", "set -e\n" + command], cwd=tmp_path, env=env, check=True)
+    return output.read_text().splitlines()
+
+
+def test_requirement_steps_are_in_the_lean_and_build_stages() -> None:
+    assert set(_requirements_runs()) == {"lean", "build"}
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_SPECS))
+def test_lean_requirements_are_the_project_minus_tensorflow_and_other_weights(
+    model: str, tmp_path: Path
+) -> None:
+    written = _run_requirement_step("lean", tmp_path, MODEL=model)
+    names = {image_requirements.requirement_name(r) for r in written}
+    assert not names & {"tensorflow", "keras"}
+    weights = {n for n in names if n.endswith("-pytorch-model")}
+    package = MODEL_SPECS[model].weights_package
+    assert weights == (set() if package is None else {package.replace("_", "-")})
+    assert image_requirements.weight_package_for(model) == (
+        None if package is None else package.replace("_", "-")
+    )
+    # every other dependency, exactly as pyproject.toml states it
+    expected = [
+        d
+        for d in DEPENDENCIES
+        if image_requirements.requirement_name(d) not in {"tensorflow", "keras"}
+        and not image_requirements.requirement_name(d).endswith("-pytorch-model")
+    ]
+    assert [r for r in written if not r.split("=")[0].endswith("-pytorch-model")] == expected
 
 
 @pytest.mark.parametrize("with_cuda", ["false", "true"])
-def test_requirement_step_installs_the_project_dependencies(with_cuda: str, tmp_path: Path) -> None:
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    requirements = tmp_path / "requirements.txt"
-    script = "set -e\n" + "\n".join(_requirements_commands())
-    assert script.count("/tmp/requirements.txt") == 2  # written, then rewritten
-    script = script.replace("/tmp/requirements.txt", str(requirements))
-    script = script.replace("python ", f"{shlex.quote(sys.executable)} ", 1)
-    env = {**os.environ, "WITH_CUDA": with_cuda}
-    subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, check=True)
-    written = requirements.read_text().splitlines()
-    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+def test_build_requirements_add_tensorflow(with_cuda: str, tmp_path: Path) -> None:
+    written = _run_requirement_step("build", tmp_path, WITH_CUDA=with_cuda)
+    tensorflow = [d for d in DEPENDENCIES if d.startswith("tensorflow")]
+    keras = [d for d in DEPENDENCIES if d.startswith("keras")]
+    assert len(tensorflow) == 1 and len(keras) == 1
     if with_cuda == "true":
-        tensorflow = [d for d in expected if d.startswith("tensorflow")]
-        assert len(tensorflow) == 1
-        expected = [
-            d.replace("tensorflow", "tensorflow[and-cuda]", 1) if d in tensorflow else d
-            for d in expected
-        ]
-    assert written == expected
+        tensorflow = [tensorflow[0].replace("tensorflow", "tensorflow[and-cuda]", 1)]
+    assert written == tensorflow + keras
+    lean = _run_requirement_step("lean", tmp_path)
+    assert len(lean) + len(written) + 2 == len(DEPENDENCIES)  # two other weight packages
+
+
+def test_requirements_script_refuses_an_unknown_weight_package() -> None:
+    with pytest.raises(ValueError, match="no weight package"):
+        image_requirements.select(DEPENDENCIES, "lean", "efficientnet_lite9")
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -246,12 +386,13 @@ def health_server() -> Iterator[tuple[http.server.HTTPServer, type[_Health]]]:
     server.server_close()
 
 
-def _healthcheck(port: int) -> int:
+def _healthcheck(port: int, **env: str) -> int:
     rest = _all("HEALTHCHECK")[0]
     argv = _json_list(rest[rest.index("CMD") + len("CMD") :].strip())
     assert argv[0] == "python"
-    env = {**os.environ, "PORT": str(port)}
-    return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True).returncode
+    environ = {k: v for k, v in os.environ.items() if k not in ("PORT", "IMAGETAGGER_PORT_FILE")}
+    environ.update({"PORT": str(port), **env})
+    return subprocess.run([sys.executable, *argv[1:]], env=environ, capture_output=True).returncode
 
 
 def test_healthcheck_follows_the_proxy_health_endpoint(health_server) -> None:
@@ -265,11 +406,34 @@ def test_healthcheck_follows_the_proxy_health_endpoint(health_server) -> None:
     assert _healthcheck(port) != 0  # nothing listening
 
 
+def test_healthcheck_follows_the_port_serve_wrote(health_server, tmp_path: Path) -> None:
+    """``serve --port N`` with $PORT still 8000: the probe reads the port file."""
+    server, _ = health_server
+    port = server.server_address[1]
+    port_file = tmp_path / "serve.port"
+    wrong = port + 1 if port < 65535 else port - 1
+    assert _healthcheck(wrong, IMAGETAGGER_PORT_FILE=str(port_file)) != 0  # not written yet
+    port_file.write_text(f"{port}\n")
+    assert _healthcheck(wrong, IMAGETAGGER_PORT_FILE=str(port_file)) == 0
+    port_file.write_text("garbage")
+    assert _healthcheck(port, IMAGETAGGER_PORT_FILE=str(port_file)) == 0  # falls back to $PORT
+
+
+def test_probe_port_order() -> None:
+    from imagetagger.healthcheck import probe_port
+
+    assert probe_port({}) == 8000
+    assert probe_port({"PORT": "8124"}) == 8124
+    assert probe_port({"PORT": "0"}) == 8000
+    assert probe_port({"PORT": "x", "IMAGETAGGER_PORT_FILE": "/nonexistent/p"}) == 8000
+
+
 def test_healthcheck_timings() -> None:
     rest = _all("HEALTHCHECK")[0]
     options = dict(o.lstrip("-").split("=") for o in rest[: rest.index("CMD")].split())
     assert set(options) == {"interval", "timeout", "start-period", "retries"}
-    # The urllib timeout inside the command is shorter than Docker's, so it reports first.
-    assert "timeout=4)" in rest
-    assert int(options["timeout"].rstrip("s")) > 4
+    # The probe's own timeout is shorter than Docker's, so it reports first.
+    from imagetagger.healthcheck import TIMEOUT_S
+
+    assert int(options["timeout"].rstrip("s")) > TIMEOUT_S
     assert int(options["start-period"].rstrip("s")) >= 120  # Ray start + model load
