@@ -318,7 +318,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", *_headline(report, concurrencies), "", *_all_servers(report, concurrencies)]
     lines += ["", *_repeat_line(report), *_memory_lines(report), *cpu_table(report)]
     lines += ["| target | value | threshold | verdict |", "|---|---:|---:|---|"]
-    for target in report["targets"]:
+    for target in report.get("targets") or evaluate_targets(report):
         lines.append(
             f"| {target['target']} | {_fmt(target['value'], '.2f')} | "
             f"{_fmt(target['threshold'], '.2f')} | {target['verdict']} |"

@@ -1,0 +1,62 @@
+"""Finding, measuring and ending one benchmark server's processes by their marker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+from benchmarks.procs import (
+    MARKER,
+    cpu_ms_per_request,
+    cpu_seconds,
+    kill_marked,
+    marked_pids,
+    memory_snapshot,
+    role_of,
+)
+
+
+def test_roles_of_ray_serve_and_python_processes() -> None:
+    cases = {
+        (b"ray::ServeReplica:imagetagger:Downloader",): "Downloader",
+        (b"ray::ServeController.listen_for_change",): "ServeController",
+        (b"ray::ServeController",): "ServeController",
+        (b"/usr/sbin/haproxy", b"-f", b"x.cfg"): "haproxy",
+        (b"/v/bin/python3", b"/v/bin/serve", b"run", b"c.yaml"): "serve",
+        (b"/v/bin/python", b"-u", b"/v/lib/dashboard.py", b"--x"): "dashboard.py",
+        (b"/v/bin/python3.11", b"-m", b"benchmarks.photos", b"serve"): "photos",
+        (b"/v/bin/python", b"-u", b"-c", b"import sys; print(sys.path)"): "python -c",
+    }
+    for argv, role in cases.items():
+        assert role_of(list(argv)) == role, argv
+
+
+def test_cpu_per_request_sums_a_role_and_counts_new_processes() -> None:
+    before = {1: ("Downloader", 1.0), 2: ("Downloader", 2.0), 3: ("raylet", 5.0)}
+    after = {1: ("Downloader", 1.5), 2: ("Downloader", 2.5), 3: ("raylet", 5.0), 4: ("new", 0.2)}
+    assert cpu_ms_per_request(before, after, 100) == {"Downloader": 10.0, "new": 2.0}
+
+
+def test_marked_processes_are_found_measured_and_ended() -> None:
+    token = uuid.uuid4().hex
+    env = {**os.environ, MARKER: token}
+    # A parent that starts a child and exits: the child is re-parented, still marked.
+    sleeper = "import time; time.sleep(60)"
+    code = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {sleeper!r}])"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    survivor = subprocess.Popen([sys.executable, "-c", sleeper], env=env)
+    try:
+        pids = marked_pids(token)
+        assert survivor.pid in pids and len(pids) == 2
+        assert os.getpid() not in pids
+        assert set(cpu_seconds(token)) == set(pids)
+        memory = memory_snapshot(token)
+        assert memory["processes"] == 2 and memory["pss_bytes"] > 0
+        killed = kill_marked(token, grace_s=0.5)
+        assert len(killed) == 2
+        assert marked_pids(token) == []
+    finally:
+        survivor.kill()
+        survivor.wait()
