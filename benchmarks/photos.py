@@ -142,7 +142,7 @@ def _jpeg(image: Image.Image) -> bytes:
 @functools.cache
 def build_unique_set(count: int = UNIQUE_COUNT, side: int = UNIQUE_SIDE) -> tuple[Photo, ...]:
     """``count`` side x side JPEGs: square crops (55-100% of the short side, anywhere in
-    the picture), every other one mirrored, of :data:`UNIQUE_SOURCES` in turn.
+    the picture), about half of them mirrored, of :data:`UNIQUE_SOURCES` in turn.
 
     The crops come from a seeded generator, so every run builds the same bytes.
     """
