@@ -5,7 +5,8 @@
   for the service, which fetches the loopback photos), on a new, private local Ray
   instance (its own ``RAY_TMPDIR``, no ``RAY_ADDRESS``: never a cluster already
   running), with HAProxy's files and ports private to the run; ready when ``GET /``
-  answers 200, stopped with SIGINT (Ctrl-C);
+  answers 200 and every process listening on its port is the run's own; stopped with
+  SIGINT (Ctrl-C);
 - ``litert_server.py`` (the one-process LiteRT peer) and ``naive_server.py`` (the
   TensorFlow one), as plain processes, stopped with SIGTERM.
 
@@ -32,10 +33,18 @@ from typing import Any
 
 import yaml
 
-from benchmarks.photos import LOOPBACK, free_port, wait_until_ok
-from benchmarks.procs import MARKER, kill_marked, log_tail, stop_process
+from benchmarks.photos import LOOPBACK, wait_until_ok
+from benchmarks.procs import (
+    MARKER,
+    kill_marked,
+    listening_pids,
+    log_tail,
+    marked_pids,
+    process_name,
+    stop_process,
+)
 from imagetagger.models.runtimes import RuntimeOptions
-from imagetagger.serving_env import isolated_haproxy_env
+from imagetagger.serving_env import free_ports, isolated_haproxy_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_IMPORT_PATH = "deployments.app:build_app"
@@ -88,6 +97,7 @@ def server_process(
             wait_until_ok(server.base_url + "/", timeout_s=START_TIMEOUT_S, process=process)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{name} did not start: {exc}\n{log_tail(log_path)}") from exc
+        check_listeners(name, port, token)
         yield server
     finally:
         server.stop_s = stop_process(process, stop_signal, wait_s=STOP_TIMEOUT_S)
@@ -95,6 +105,37 @@ def server_process(
         print(f"  {name} stopped in {server.stop_s:.1f} s", flush=True)
         if server.leftovers:
             print(f"  killed leftover {name} processes: {list(server.leftovers)}", flush=True)
+
+
+def check_listeners(name: str, port: int, token: str) -> None:
+    """Fail unless every process listening on ``port`` belongs to this run.
+
+    On a machine shared with other people's servers, something else may hold the port
+    (HAProxy shares ports with SO_REUSEPORT), and its answers must not be measured.
+    """
+    listeners = listening_pids(port)
+    ours = set(marked_pids(token))
+    if not listeners or not listeners <= ours:
+        others = {pid: process_name(pid) for pid in listeners - ours}
+        raise RuntimeError(
+            f"{name}: port {port} is not ours alone (listeners outside this run: {others}, "
+            f"ours: {sorted(listeners & ours)})"
+        )
+
+
+def private_port() -> int:
+    """A free port in the private range (serving_env's), where the kernel's ``bind(0)``
+    and Ray's workers and replicas do not take ports on their own."""
+    return free_ports(1)[0]
+
+
+def _haproxy_env(directory: Path, http_port: int) -> dict[str, str]:
+    """HAProxy's private files and stats/metrics ports, none of them ``http_port``."""
+    while True:
+        env = isolated_haproxy_env(str(directory))
+        ports = {env["RAY_SERVE_HAPROXY_STATS_PORT"], env["RAY_SERVE_HAPROXY_METRICS_PORT"]}
+        if str(http_port) not in ports:
+            return env
 
 
 # --------------------------------------------------------------------------- configs
@@ -182,14 +223,14 @@ def serve_app(
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """``imagetagger serve`` of ``config`` on a new, private local Ray instance."""
-    port = free_port()
+    port = private_port()
     config_path = workdir / f"{name}-serve-config.yaml"
     config_path.write_text(yaml.safe_dump(loopback_config(config), sort_keys=False))
     ray_tmp = Path(tempfile.mkdtemp(prefix="itb-", dir="/tmp"))  # short: Ray's socket paths
     haproxy_dir = ray_tmp / "haproxy"
     haproxy_dir.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env.update(isolated_haproxy_env(str(haproxy_dir)))
+    env.update(_haproxy_env(haproxy_dir, port))
     env["RAY_TMPDIR"] = str(ray_tmp)
     env.update(extra_env or {})
     command = [_imagetagger_executable(), "serve", "--config", str(config_path)]
@@ -246,7 +287,7 @@ def _plain_env() -> dict[str, str]:
 @contextmanager
 def run_peer(model: str, options: RuntimeOptions, workdir: Path) -> Iterator[RunningServer]:
     """``litert_server.py`` on the service's runtime options (precision, threads, pool)."""
-    port = free_port()
+    port = private_port()
     command = [sys.executable, str(ROOT / "benchmarks" / "litert_server.py")]
     command += ["--host", LOOPBACK, "--port", str(port), "--model", model]
     command += ["--precision", options.precision]
@@ -259,7 +300,7 @@ def run_peer(model: str, options: RuntimeOptions, workdir: Path) -> Iterator[Run
 @contextmanager
 def run_naive(model: str, workdir: Path) -> Iterator[RunningServer]:
     """``naive_server.py``: TensorFlow, batch 1, what a user would write first."""
-    port = free_port()
+    port = private_port()
     command = [sys.executable, str(ROOT / "benchmarks" / "naive_server.py")]
     command += ["--host", LOOPBACK, "--port", str(port), "--model", model]
     with server_process("naive", command, port, workdir, _plain_env(), signal.SIGTERM) as server:

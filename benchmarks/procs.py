@@ -136,6 +136,48 @@ def cpu_ms_per_request(before: CpuSample, after: CpuSample, requests: int) -> di
     }
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address, IPv4 or IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def listening_pids(port: int) -> set[int]:
+    """Every process with a socket listening on TCP ``port``.
+
+    More than one can listen on a port (SO_REUSEPORT, which HAProxy sets): a server
+    that answers on its port is only ours when every listener is.
+    """
+    targets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    found = set()
+    if not targets:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in targets:
+                    found.add(int(entry))
+                    break
+            except OSError:
+                continue
+    return found
+
+
 def _wait_gone(token: str, timeout_s: float) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while (alive := marked_pids(token)) and time.monotonic() < deadline:

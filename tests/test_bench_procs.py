@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
 
+import pytest
+
+from benchmarks.launch import check_listeners
 from benchmarks.procs import (
     MARKER,
     cpu_ms_per_request,
     cpu_seconds,
     kill_marked,
+    listening_pids,
     marked_pids,
     memory_snapshot,
     role_of,
@@ -60,3 +65,35 @@ def test_marked_processes_are_found_measured_and_ended() -> None:
     finally:
         survivor.kill()
         survivor.wait()
+
+
+def test_listeners_of_a_port_are_found_and_must_be_the_runs_own() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert listening_pids(port) == {os.getpid()}
+        # This test process carries no run's marker: the port is someone else's.
+        with pytest.raises(RuntimeError, match="not ours alone"):
+            check_listeners("server", port, uuid.uuid4().hex)
+    assert listening_pids(port) == set()
+    with pytest.raises(RuntimeError, match="not ours alone"):
+        check_listeners("server", port, uuid.uuid4().hex)  # nobody listens at all
+
+
+def test_a_marked_listener_passes() -> None:
+    token = uuid.uuid4().hex
+    code = (
+        "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+        "print(s.getsockname()[1], flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, MARKER: token}, stdout=subprocess.PIPE
+    )
+    try:
+        port = int(child.stdout.readline())
+        assert listening_pids(port) == {child.pid}
+        check_listeners("server", port, token)
+    finally:
+        child.kill()
+        child.wait()
