@@ -69,7 +69,14 @@ from imagetagger.models.specs import get_spec
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_MODELS = ("efficientnet_lite2",)
 DEFAULT_PRECISIONS = ("float32", "int8")
-SERVERS = ("service", "peer", "naive", "floor", "repeat")
+#: What each --no-NAME flag skips.
+SERVERS = {
+    "service": "the service (imagetagger serve)",
+    "peer": "the one-process LiteRT server",
+    "naive": "the naive TensorFlow server",
+    "floor": "Ray's floor",
+    "repeat": "the service's repeat-workload level",
+}
 
 
 @dataclass(frozen=True)
@@ -255,8 +262,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, S
     parser.add_argument("--workload", choices=WORKLOADS, default=DEFAULT_WORKLOAD)
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="short run: shorter levels")
-    for name in SERVERS:
-        what = "the service's repeat-workload level" if name == "repeat" else f"the {name}"
+    for name, what in SERVERS.items():
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {what}")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)

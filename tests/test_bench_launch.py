@@ -12,9 +12,12 @@ import yaml
 from benchmarks.launch import (
     FLOOR_DEPLOYMENTS,
     FLOOR_IMPORT_PATH,
+    PRIVATE_PORTS,
     SERVICE_IMPORT_PATH,
     floor_config,
+    isolated_serve_env,
     loopback_config,
+    private_port,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,3 +78,29 @@ def test_loopback_config_listens_on_loopback_only(service_config: dict[str, Any]
     assert config["http_options"]["host"] == "127.0.0.1"
     assert config["http_options"]["port"] == service_config["http_options"]["port"]
     assert service_config["http_options"]["host"] == "0.0.0.0"
+
+
+def test_every_shared_serve_port_gets_a_private_one(tmp_path: Path) -> None:
+    http_port = private_port()
+    env = isolated_serve_env(tmp_path, http_port)
+    single = [
+        int(env[key])
+        for key in (
+            "RAY_SERVE_HAPROXY_STATS_PORT",
+            "RAY_SERVE_HAPROXY_METRICS_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+        )
+    ]
+    ranges = [
+        range(
+            int(env[f"RAY_SERVE_DIRECT_INGRESS_MIN_{p}_PORT"]),
+            int(env[f"RAY_SERVE_DIRECT_INGRESS_MAX_{p}_PORT"]) + 1,
+        )
+        for p in ("HTTP", "GRPC")
+    ]
+    every = [http_port, *single, *(port for block in ranges for port in block)]
+    assert all(len(block) >= 2 for block in ranges)
+    assert len(set(every)) == len(every)  # none shared, the HTTP port included
+    assert all(port in PRIVATE_PORTS for port in every)
+    assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].startswith(str(tmp_path))
