@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import itertools
+import statistics
+import time
 import urllib.error
 import urllib.request
 
@@ -122,3 +125,26 @@ def test_server_answers_unique_copies_and_plain_files(unique_set: tuple[Photo, .
             assert error.value.code == 404
         with pytest.raises(ValueError, match="does not serve"):
             server.workload("mixed")
+
+
+def test_kept_alive_connections_get_answers_without_a_delayed_ack_stall(
+    unique_set: tuple[Photo, ...],
+) -> None:
+    """Headers and body in two writes made every kept-alive answer wait ~40 ms for the
+    client's delayed ACK: the service (aiohttp, pooled connections) paid it, the peers
+    (a new connection per request) did not."""
+    photos = unique_set[:1]
+    with PhotoServer(photos) as server:
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        try:
+            times = []
+            for counter in range(12):
+                started = time.perf_counter()
+                connection.request("GET", unique_path(photos[0].name, counter))
+                response = connection.getresponse()
+                assert response.read() == unique_body(photos[0].data, counter)
+                assert not response.will_close  # one connection for all twelve
+                times.append(time.perf_counter() - started)
+        finally:
+            connection.close()
+    assert statistics.median(times[2:]) < 0.025, times
