@@ -40,7 +40,8 @@ test: lint
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not service and not ray and not models"
 
-# Serve app vs bare pipeline vs naive server; `make bench BENCH_ARGS=--quick` for a short run.
+# The service vs the one-process LiteRT server, the naive TensorFlow server and Ray's floor
+# (benchmarks/README.md); `make bench BENCH_ARGS=--quick` for a short run.
 bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.bench_service $(BENCH_ARGS)
 

@@ -1,10 +1,12 @@
 """Side-by-side runs of the service in several variants: which change pays, and by how much.
 
 Each variant is a Serve config and extra environment variables; every variant runs the
-same load (closed loop at each concurrency, after a discarded warm-up) one after the
-other, ``--rounds`` times in alternating order so drift on a shared machine hits every
-variant alike. Printed per variant: req/s and p50 at each concurrency, CPU ms per
-answered request by process, and peak PSS. Only ratios within one run mean anything.
+same load (closed loop at each concurrency, after a discarded warm-up; the ``unique``
+workload unless ``--workload`` says otherwise), started as ``make run`` starts the
+service (:mod:`benchmarks.launch`), one after the other, ``--rounds`` times in
+alternating order so drift on a shared machine hits every variant alike. Printed per
+variant: req/s and p50 at each concurrency, CPU ms per answered request by process, and
+peak PSS. Only ratios within one run mean anything.
 
 Usage::
 
@@ -17,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 from collections import defaultdict
@@ -25,15 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_service import (
-    cpu_ms_per_request,
-    cpu_seconds,
-    memory_snapshot,
-    run_service,
-    warm_up,
-)
-from benchmarks.photos import PhotoServer, build_photo_set
-from benchmarks.serve_smoke import run_load
+from benchmarks.launch import run_service
+from benchmarks.load import ImageURLs
+from benchmarks.measure import WARM_UP_REQUESTS, LoadSettings, measure_level, warm_up
+from benchmarks.photos import DEFAULT_WORKLOAD, WORKLOADS, PhotoServer
+from benchmarks.procs import memory_snapshot
 
 
 @dataclass(frozen=True)
@@ -53,29 +50,26 @@ def parse_variant(text: str) -> Variant:
 
 
 def measure(
-    variant: Variant, model: str, urls: list[str], concurrencies: list[int], seconds: float
+    variant: Variant, model: str, images: ImageURLs, settings: LoadSettings
 ) -> dict[str, Any]:
+    """One variant started as ``make run`` starts the service, every level measured."""
     with (
         tempfile.TemporaryDirectory() as workdir,
-        run_service(model, variant.config, Path(workdir), extra_env=variant.env) as server,
+        run_service(variant.config, Path(workdir), model=model, extra_env=variant.env) as server,
     ):
-        warm_up(server, urls, top=5)
+        warm_up(server, images, settings.top, WARM_UP_REQUESTS)
         result: dict[str, Any] = {"levels": {}}
-        for concurrency in concurrencies:
-            asyncio.run(run_load(server.base_url, urls, concurrency=concurrency, duration_s=3))
-            before = cpu_seconds(server.token)
-            load = asyncio.run(
-                run_load(server.base_url, urls, concurrency=concurrency, duration_s=seconds, top=5)
-            )
-            cpu = cpu_ms_per_request(before, cpu_seconds(server.token), load.ok)
+        for concurrency in settings.concurrencies:
+            found = measure_level(server, images, concurrency, settings, label=f" {variant.name}")
             result["levels"][concurrency] = {
-                "req_per_s": load.requests_per_s,
-                "p50_ms": load.latency_ms(50),
-                "errors": load.errors,
-                "cpu": cpu,
+                "req_per_s": found["req_per_s"],
+                "p50_ms": found["p50_ms"],
+                "errors": found["errors"],
+                "cpu": found["cpu_ms_per_request"],
             }
         result["pss_mib"] = memory_snapshot(server.token)["pss_bytes"] / 2**20
-        return result
+    result["stop_s"] = server.stop_s
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,14 +79,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--workload", choices=WORKLOADS, default=DEFAULT_WORKLOAD)
     args = parser.parse_args(argv)
+    settings = LoadSettings(
+        concurrencies=tuple(args.concurrency), duration_s=args.seconds, warmup_s=3.0, top=5
+    )
 
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    with PhotoServer(build_photo_set()) as photos:
+    with PhotoServer() as photos:
+        images = photos.workload(args.workload)
         for round_index in range(args.rounds):
             order = args.variant if round_index % 2 == 0 else args.variant[::-1]
             for variant in order:
-                run = measure(variant, args.model, photos.urls, args.concurrency, args.seconds)
+                run = measure(variant, args.model, images, settings)
                 runs[variant.name].append(run)
                 summary = {c: round(lv["req_per_s"], 1) for c, lv in run["levels"].items()}
                 print(f"round {round_index + 1} {variant.name}: req/s {summary}", flush=True)

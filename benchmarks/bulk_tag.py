@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_service import MARKER, kill_marked, marked_pids, process_name, process_pss
 from benchmarks.model_throughput import format_machine, machine_info
 from benchmarks.photos import build_photo_set
+from benchmarks.procs import MARKER, kill_marked, marked_pids, process_name, process_pss
 
 MIB = 2**20
 _RATE = re.compile(r"; (\d+\.\d) s, (\d+\.\d) images/s")

@@ -1,38 +1,71 @@
-"""The fixed photo set every benchmark uses, and a loopback static server for it.
+"""The photos every benchmark uses, the workloads made of them, and a loopback server.
 
-Real photographs shipped with scikit-image, resized (aspect-preserving crop) to sizes
-from a thumbnail up to a 12-megapixel camera picture and encoded as JPEG, plus a few
-PNGs (RGB, RGBA, grayscale). The set is rebuilt from the same sources on every run, so
-figures from different runs and machines see the same bytes for a given Pillow version.
+Real photographs shipped with scikit-image (no download), encoded the same way on every
+run, so figures from different runs and machines see the same bytes for a given Pillow
+version. Three workloads:
 
-Benchmarks send traffic only to loopback: :class:`PhotoServer` serves the set from
-``127.0.0.1`` with the standard library's HTTP server, in a subprocess so that it does
-not share a GIL with the load generator.
+- ``unique`` (the default of ``make bench``): 100 512x512 JPEGs (quality 90), varied
+  crops and flips of the colour sample photos, each request a new URL
+  ``/u/<photo>/<counter>.jpg`` whose bytes are the photo with a JPEG comment segment
+  holding the counter: a unique URL and unique bytes per request (nothing a cache keyed
+  by URL or bytes can answer), at the cost of one small copy per request;
+- ``repeat``: one of those photos, the same URL and bytes every request (what a
+  response cache answers);
+- ``mixed``: the older set of twelve, from a 256x256 thumbnail up to 12-megapixel
+  JPEGs and PNGs (RGB, RGBA, grayscale), cycled.
+
+Benchmarks send traffic only to loopback: :class:`PhotoServer` serves every photo from
+``127.0.0.1`` (HTTP/1.1, keep-alive) in a subprocess, so that it does not share a GIL
+with the load generator.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import io
+import itertools
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 from PIL import Image, ImageOps
 
 LOOPBACK = "127.0.0.1"
 
-#: (source, width, height, format): the photo set, in the order requests cycle through it.
+WORKLOADS = ("unique", "repeat", "mixed")
+DEFAULT_WORKLOAD = "unique"
+
+#: Colour sample photos the ``unique`` set is cut from.
+UNIQUE_SOURCES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "motorcycle",
+    "motorcycle-right",
+    "hubble",
+    "immunohistochemistry",
+    "retina",
+)
+UNIQUE_COUNT = 100
+UNIQUE_SIDE = 512
+UNIQUE_PREFIX = "/u/"
+
+#: (source, width, height, format): the ``mixed`` set, in the order requests cycle it.
 PHOTO_SET: tuple[tuple[str, int, int, str], ...] = (
     ("chelsea", 256, 256, "JPEG"),
     ("astronaut", 512, 512, "JPEG"),
@@ -74,7 +107,10 @@ def source_image(source: str) -> Image.Image:
         "coffee": data.coffee,
         "hubble": data.hubble_deep_field,
         "logo": data.logo,
+        "immunohistochemistry": data.immunohistochemistry,
         "motorcycle": lambda: data.stereo_motorcycle()[0],
+        "motorcycle-right": lambda: data.stereo_motorcycle()[1],
+        "retina": data.retina,
         "rocket": data.rocket,
     }
     try:
@@ -97,9 +133,82 @@ def encode_photo(source: str, width: int, height: int, image_format: str) -> byt
     return buffer.getvalue()
 
 
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@functools.cache
+def build_unique_set(count: int = UNIQUE_COUNT, side: int = UNIQUE_SIDE) -> tuple[Photo, ...]:
+    """``count`` side x side JPEGs: square crops (55-100% of the short side, anywhere in
+    the picture), about half of them mirrored, of :data:`UNIQUE_SOURCES` in turn.
+
+    The crops come from a seeded generator, so every run builds the same bytes.
+    """
+    rng = np.random.default_rng(20261201)
+    sources = {name: source_image(name).convert("RGB") for name in UNIQUE_SOURCES}
+    photos = []
+    for index in range(count):
+        name = UNIQUE_SOURCES[index % len(UNIQUE_SOURCES)]
+        image = sources[name]
+        short = min(image.size)
+        crop = int(short * rng.uniform(0.55, 1.0))
+        left = int(rng.integers(0, image.width - crop + 1))
+        top = int(rng.integers(0, image.height - crop + 1))
+        cut = image.crop((left, top, left + crop, top + crop))
+        if rng.random() < 0.5:
+            cut = ImageOps.mirror(cut)
+        cut = cut.resize((side, side), Image.Resampling.LANCZOS)
+        photos.append(
+            Photo(
+                name=f"u{index + 1:03d}-{name}.jpg",
+                data=_jpeg(cut),
+                width=side,
+                height=side,
+                content_type="image/jpeg",
+            )
+        )
+    return tuple(photos)
+
+
+def with_comment(jpeg: bytes, text: bytes) -> bytes:
+    """``jpeg`` with a COM segment holding ``text`` right after its SOI marker.
+
+    Decoders skip comment segments, so the pixels are the same; the bytes (and any
+    digest of them) are not. Cheap: one copy of the file.
+    """
+    if jpeg[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no SOI marker)")
+    if len(text) > 0xFFFF - 2:
+        raise ValueError("a JPEG comment holds at most 65533 bytes")
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def unique_path(photo_name: str, counter: int) -> str:
+    """The ``unique`` workload's path of request ``counter`` for one photo."""
+    return f"{UNIQUE_PREFIX}{Path(photo_name).stem}/{counter}.jpg"
+
+
+def parse_unique_path(path: str) -> tuple[str, int] | None:
+    """(photo stem, counter) of a ``unique`` path, or None for any other path."""
+    if not path.startswith(UNIQUE_PREFIX):
+        return None
+    stem, _, last = path[len(UNIQUE_PREFIX) :].partition("/")
+    counter = last.removesuffix(".jpg")
+    if not stem or "/" in last or not last.endswith(".jpg") or not counter.isdigit():
+        return None
+    return stem, int(counter)
+
+
+def unique_body(jpeg: bytes, counter: int) -> bytes:
+    """What the server answers for request ``counter`` of a ``unique`` photo."""
+    return with_comment(jpeg, f"imagetagger-bench request {counter}".encode())
+
+
 @functools.cache
 def build_photo_set() -> tuple[Photo, ...]:
-    """The photos of :data:`PHOTO_SET`, encoded (a few seconds; cached per process)."""
+    """The ``mixed`` photos of :data:`PHOTO_SET`, encoded (a few seconds; cached)."""
     photos = []
     for index, (source, width, height, image_format) in enumerate(PHOTO_SET, start=1):
         extension = _EXTENSIONS[image_format]
@@ -139,33 +248,126 @@ def wait_until_ok(url: str, *, timeout_s: float, process: subprocess.Popen | Non
         time.sleep(0.5)
 
 
+class _PhotoHandler(BaseHTTPRequestHandler):
+    """``GET /<name>``: a photo as stored; ``GET /u/<stem>/<counter>.jpg``: a unique copy."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as real image hosts do
+    # Headers and body leave in one write with Nagle off: as two writes on a kept-alive
+    # connection, the body waited for the client's delayed ACK (40 ms per request).
+    disable_nagle_algorithm = True
+    files: ClassVar[dict[str, bytes]] = {}
+    stems: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        unique = parse_unique_path(path)
+        if unique is not None:
+            stem, counter = unique
+            data = self.stems.get(stem)
+            body = None if data is None else unique_body(data, counter)
+        else:
+            body = self.files.get(path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        content_type = "image/png" if path.endswith(".png") else "image/jpeg"
+        head = (
+            f"{self.protocol_version} 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.wfile.write(head.encode("ascii") + body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per request would cost the server more than the request
+
+
+def serve_directory(directory: Path, host: str, port: int) -> None:
+    """Serve every file of ``directory`` (and its ``unique`` copies) until killed."""
+    files = {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file()}
+    _PhotoHandler.files = files
+    _PhotoHandler.stems = {Path(name).stem: data for name, data in files.items()}
+    server = ThreadingHTTPServer((host, port), _PhotoHandler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+class UniqueURLs(Iterator[str]):
+    """An endless iterator of ``unique`` URLs: photos in turn, one counter for all.
+
+    One instance serves a whole bench run, so no URL (and no body) comes twice, across
+    load levels and servers alike. Safe to share between threads.
+    """
+
+    def __init__(self, base_url: str, photos: Sequence[Photo]) -> None:
+        self._base_url = base_url
+        self._photos = tuple(photos)
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+
+    def __next__(self) -> str:
+        with self._lock:
+            counter = next(self._counter)
+        photo = self._photos[counter % len(self._photos)]
+        return self._base_url + unique_path(photo.name, counter)
+
+
 class PhotoServer:
-    """Serve the photo set from ``http://127.0.0.1:PORT/`` until the ``with`` block ends."""
+    """Serve photos from ``http://127.0.0.1:PORT/`` until the ``with`` block ends.
+
+    By default the ``mixed`` set and the ``unique`` set, so that every workload can run
+    against one server.
+    """
 
     def __init__(self, photos: tuple[Photo, ...] | None = None, host: str = LOOPBACK) -> None:
-        self.photos = photos if photos is not None else build_photo_set()
+        self.photos = photos if photos is not None else build_photo_set() + build_unique_set()
         self.host = host
         self.port = 0
+        self.process: subprocess.Popen | None = None
         self._directory: Path | None = None
-        self._process: subprocess.Popen | None = None
+        self._unique: UniqueURLs | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     @property
     def urls(self) -> list[str]:
-        """One URL per photo, in :data:`PHOTO_SET` order."""
-        return [f"http://{self.host}:{self.port}/{photo.name}" for photo in self.photos]
+        """One URL per photo, in the order given."""
+        return [f"{self.base_url}/{photo.name}" for photo in self.photos]
+
+    def workload(self, name: str) -> list[str] | UniqueURLs:
+        """The image URLs of workload ``name`` (a list to cycle, or the unique iterator)."""
+        names = {photo.name for photo in self.photos}
+        if name == "unique":
+            photos = build_unique_set()
+            if photos[0].name not in names:
+                raise ValueError("this server does not serve the unique set")
+            if self._unique is None:
+                self._unique = UniqueURLs(self.base_url, photos)
+            return self._unique
+        chosen = {"repeat": build_unique_set()[:1], "mixed": build_photo_set()}.get(name)
+        if chosen is None:
+            raise ValueError(f"unknown workload {name!r}; choose one of {WORKLOADS}")
+        if any(photo.name not in names for photo in chosen):
+            raise ValueError(f"this server does not serve the {name} set")
+        return [f"{self.base_url}/{photo.name}" for photo in chosen]
 
     def __enter__(self) -> Self:
         self._directory = Path(tempfile.mkdtemp(prefix="imagetagger-photos-"))
         for photo in self.photos:
             (self._directory / photo.name).write_bytes(photo.data)
         self.port = free_port(self.host)
-        command = [sys.executable, "-m", "http.server", "--bind", self.host]
-        command += ["--directory", str(self._directory), str(self.port)]
-        self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command = [sys.executable, "-m", "benchmarks.photos", "serve"]
+        command += ["--directory", str(self._directory), "--host", self.host]
+        command += ["--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
-            wait_until_ok(self.urls[0], timeout_s=30, process=self._process)
+            wait_until_ok(self.urls[0], timeout_s=30, process=self.process)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -177,23 +379,37 @@ class PhotoServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._process is not None:
-            self._process.terminate()
+        if self.process is not None:
+            self.process.terminate()
             try:
-                self._process.wait(timeout=10)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+                self.process.kill()
+                self.process.wait()
+            self.process = None
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
 
 
-def main() -> None:
-    """Print the photo set (name, size, bytes)."""
-    for photo in build_photo_set():
-        print(f"{photo.name:32s} {photo.width:5d}x{photo.height:<5d} {len(photo.data):>9,d} B")
+def main(argv: list[str] | None = None) -> None:
+    """List the photo sets (name, size, bytes), or ``serve`` a directory of photos."""
+    parser = argparse.ArgumentParser(description="The benchmarks' photos.")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve a directory (PhotoServer's subprocess)")
+    serve.add_argument("--directory", type=Path, required=True)
+    serve.add_argument("--host", default=LOOPBACK)
+    serve.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve_directory(args.directory, args.host, args.port)
+        return
+    for label, photos in (("mixed", build_photo_set()), ("unique", build_unique_set())):
+        print(f"{label}: {len(photos)} photos, {sum(len(p.data) for p in photos):,d} B")
+        for photo in photos:
+            print(
+                f"  {photo.name:32s} {photo.width:5d}x{photo.height:<5d} {len(photo.data):>9,d} B"
+            )
 
 
 if __name__ == "__main__":
