@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +45,7 @@ from benchmarks.procs import (
     stop_process,
 )
 from imagetagger.models.runtimes import RuntimeOptions
-from imagetagger.serving_env import isolated_haproxy_env
+from imagetagger.serving_env import free_ports, isolated_serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_IMPORT_PATH = "deployments.app:build_app"
@@ -126,70 +124,10 @@ def check_listeners(name: str, port: int, token: str) -> None:
         )
 
 
-#: Where the bench takes every port a Serve instance would otherwise share with other
-#: instances on the machine: serving_env's private range (above Ray's worker ports,
-#: below Serve's own defaults and the kernel's ephemeral range).
-PRIVATE_PORTS = range(20000, 30000)
-DIRECT_INGRESS_PORTS = 8  # ports per protocol for the ingress replicas' own servers
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_block(size: int, taken: set[int]) -> range:
-    """``size`` consecutive ports of :data:`PRIVATE_PORTS`, free now and not ``taken``."""
-    for _ in range(1000):
-        start = random.randrange(PRIVATE_PORTS.start, PRIVATE_PORTS.stop - size)
-        block = range(start, start + size)
-        if taken.isdisjoint(block) and all(_port_is_free(port) for port in block):
-            taken.update(block)
-            return block
-    raise OSError(f"no {size} consecutive free ports in {PRIVATE_PORTS}")
-
-
 def private_port() -> int:
     """A free port in the private range, where the kernel's ``bind(0)`` and Ray's
     workers and replicas do not take ports on their own."""
-    return _free_block(1, set())[0]
-
-
-def isolated_serve_env(directory: Path, http_port: int) -> dict[str, str]:
-    """Ports and files of one Serve instance in HAProxy mode, apart from any other.
-
-    Besides HAProxy's files and stats/metrics ports (``isolated_haproxy_env``), Serve
-    gives every instance the same fallback proxy ports (8500, 9500) and the same
-    direct-ingress port ranges (HTTP 30000-31000, gRPC 40000-41000) for the ingress
-    replicas' own servers, which HAProxy forwards to. With another instance on the
-    machine (someone's tests, ``make run``), this one's HAProxy was seen forwarding to
-    the other instance's ingress replica on port 30000: its answers were measured.
-    """
-    while True:
-        env = isolated_haproxy_env(str(directory))
-        taken = {http_port}
-        taken.update(int(env[key]) for key in _HAPROXY_PORTS)
-        if len(taken) == 1 + len(_HAPROXY_PORTS):
-            break
-    http, grpc = _free_block(DIRECT_INGRESS_PORTS, taken), _free_block(DIRECT_INGRESS_PORTS, taken)
-    env.update(
-        {
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_block(1, taken)[0]),
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_block(1, taken)[0]),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http[0]),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http[-1]),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc[0]),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc[-1]),
-        }
-    )
-    return env
-
-
-_HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+    return free_ports(1)[0]
 
 
 # --------------------------------------------------------------------------- configs
@@ -284,7 +222,7 @@ def serve_app(
     haproxy_dir = ray_tmp / "haproxy"
     haproxy_dir.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env.update(isolated_serve_env(haproxy_dir, port))
+    env.update(isolated_serve_env(str(haproxy_dir), port))
     env["RAY_TMPDIR"] = str(ray_tmp)
     env.update(extra_env or {})
     command = [_imagetagger_executable(), "serve", "--config", str(config_path)]

@@ -29,7 +29,8 @@ from fastapi.responses import JSONResponse
 
 from imagetagger.errors import ImageTaggerError, UnreachableURL
 from imagetagger.images import prepare_image
-from imagetagger.models.runtimes import PRECISIONS, RuntimeOptions, load_model
+from imagetagger.models.runtimes import load_model
+from imagetagger.models.vocabulary import PRECISIONS, RuntimeOptions
 from imagetagger.predictions import select_predictions
 
 logger = logging.getLogger("litert_server")

@@ -26,12 +26,13 @@ from ray import serve
 from deployments.metrics import downloader_metrics
 from imagetagger.download.fetch import fetcher_config, fetcher_from_settings
 from imagetagger.errors import ImageTaggerError
-from imagetagger.images import PreparedImage, prepare_image
+from imagetagger.images import NotYet, PreparedImage, prepare_image
 from imagetagger.models.specs import get_spec
 from imagetagger.response_cache import image_digest
 from imagetagger.settings import DownloaderSettings
 
 ImageSource = str | bytes  # a URL to fetch, or an upload's bytes
+
 
 logger = logging.getLogger("ray.serve")
 
@@ -60,13 +61,39 @@ class Downloader:
         self._settings = settings
         self._fetcher.configure(*fetcher_config(settings))
 
-    async def load_many(self, sources: list[ImageSource]) -> list[PreparedImage | ImageTaggerError]:
-        """Each source's model-ready image (or the client's error), in order."""
-        return await asyncio.gather(*(self._load(source) for source in sources))
+    async def load_many(
+        self, sources: list[ImageSource], wait_s: float | None = None
+    ) -> list[PreparedImage | ImageTaggerError | NotYet]:
+        """Each source's model-ready image (or the client's error), in order.
 
-    async def _load(self, source: ImageSource) -> PreparedImage | ImageTaggerError:
+        With ``wait_s``, downloads still running after that long are cancelled and
+        answered :class:`NotYet`: one slow origin must not hold up the rest of its
+        group (the caller asks for those again, each on its own, without a limit).
+        """
+        downloads = [asyncio.ensure_future(self._download(source)) for source in sources]
+        if wait_s is not None:
+            await asyncio.wait(downloads, timeout=wait_s)
+        else:
+            await asyncio.wait(downloads)
+        results: list[PreparedImage | ImageTaggerError | NotYet | None] = []
+        for download in downloads:
+            if not download.done():
+                download.cancel()
+                results.append(NotYet())
+            elif isinstance(download.result(), ImageTaggerError):
+                results.append(download.result())
+            else:
+                results.append(None)  # downloaded: decoded below, all at once
+        ready = [index for index, result in enumerate(results) if result is None]
+        images = await asyncio.gather(*(self._prepare(downloads[i].result()) for i in ready))
+        for index, image in zip(ready, images, strict=True):
+            results[index] = image
+        return [result for result in results if result is not None]
+
+    async def _download(self, source: ImageSource) -> bytes | ImageTaggerError:
+        """The image's bytes (an upload's as they are), or the client's error."""
         if isinstance(source, bytes):
-            return await self._prepare(source)
+            return source
         started = time.perf_counter()
         try:
             data = await self._fetcher.fetch(source)
@@ -75,7 +102,7 @@ class Downloader:
             return error
         self._metrics.download_seconds.observe(time.perf_counter() - started)
         self._metrics.download_bytes.observe(len(data))
-        return await self._prepare(data)
+        return data
 
     async def _prepare(self, data: bytes) -> PreparedImage | ImageTaggerError:
         """Decode and crop image bytes in a worker thread (or return the client's error)."""

@@ -31,22 +31,31 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.access import Access, AccessMiddleware
-from deployments.auth import ApiKeys
+from deployments.auth import INVALID_KEY, ApiKeys
 from deployments.errors import as_domain_error
 from deployments.metrics import ingress_metrics
 from deployments.middleware import RequestMiddleware, json_error
 from deployments.ratelimit import RateLimiter
 from deployments.ui import ui_router
 from imagetagger import __version__
-from imagetagger.errors import ImageTaggerError, ImageTooLarge, Overloaded
-from imagetagger.images import PreparedImage
+from imagetagger.errors import (
+    ForbiddenURL,
+    ImageTaggerError,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+    Unauthorized,
+    UnreachableURL,
+)
+from imagetagger.images import NotYet, PreparedImage
 from imagetagger.predictions import select_predictions
 from imagetagger.response_cache import ResponseCache
 from imagetagger.schemas import (
     BatchItemError,
     BatchRequest,
     BatchResponse,
-    ErrorResponse,
     ImageURL,
     MinConf,
     Prediction,
@@ -54,8 +63,7 @@ from imagetagger.schemas import (
     ServiceInfo,
     Top,
     UploadPredictionResponse,
-    ValidationErrorResponse,
-    error_example,
+    error_responses,
 )
 from imagetagger.settings import IngressSettings
 
@@ -67,46 +75,27 @@ AUTHOR = "imagetagger developers"
 GITHUB_URL = "https://github.com/imagetagger/imagetagger"
 
 
-_ERROR_HEADERS: dict[int, dict[str, Any]] = {
-    401: {
-        "WWW-Authenticate": {
-            "description": "The authentication scheme: `Bearer`.",
-            "schema": {"type": "string"},
-        }
-    },
-    429: {
-        "Retry-After": {
-            "description": "Seconds until this client's next request fits its limit.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
-}
-
-
-def _responses(*errors: tuple[int, str, Any]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI error responses with the contract's examples."""
-    docs: dict[int | str, dict[str, Any]] = {}
-    for status, error_type, detail in errors:
-        model = ValidationErrorResponse if status == 422 else ErrorResponse
-        example = error_example(error_type, detail)
-        docs[status] = {"model": model, "content": {"application/json": {"example": example}}}
-        if status in _ERROR_HEADERS:
-            docs[status]["headers"] = _ERROR_HEADERS[status]
-    return docs
-
-
-INVALID_IMAGE = (400, "InvalidImage", "Url is not pointing to a valid image format.")
-FORBIDDEN = (403, "ForbiddenURL", "Url resolves to an address that is not allowed.")
-UNREACHABLE = (404, "UnreachableURL", "Url cannot be reached.")
-TOO_LARGE = (413, "ImageTooLarge", "Image is larger than this service accepts.")
-VALIDATION = (
-    422,
-    "ValidationError",
-    [{"loc": ["query", "url"], "message": "Field required", "type": "missing"}],
+# What each route can answer besides 200, read off the error classes (status, example
+# body, documented headers): the OpenAPI document and the answers share one table.
+URL_ERRORS = (
+    InvalidImage,
+    Unauthorized(INVALID_KEY),
+    ForbiddenURL,
+    UnreachableURL,
+    ImageTooLarge,
+    InvalidRequest,
+    RateLimited,
+    Overloaded,
 )
-OVERLOADED = (503, "Overloaded", "The service is overloaded; retry later.")
-UNAUTHORIZED = (401, "Unauthorized", "The API key is not valid.")
-RATE_LIMITED = (429, "RateLimited", "Too many requests; retry later.")
+UPLOAD_ERRORS = (
+    InvalidImage,
+    Unauthorized(INVALID_KEY),
+    ImageTooLarge,
+    InvalidRequest,
+    RateLimited,
+    Overloaded,
+)
+BATCH_ERRORS = (Unauthorized(INVALID_KEY), ImageTooLarge, InvalidRequest, RateLimited, Overloaded)
 
 # The security schemes /docs shows. They only document: AccessMiddleware checks keys
 # before the body is read, and with auto_error=False these never answer on their own.
@@ -133,6 +122,10 @@ BATCH_DEADLINE_GRACE_S = 1.0
 # once to each deployment; what arrives meanwhile forms the next group.
 GROUP_SIZE = 16
 GROUPS_IN_FLIGHT = 4
+# A group's downloads wait at most this long for each other: a slow origin (or one that
+# trickles its bytes on purpose) must not hold up the images grouped with it. The slow
+# ones go on in calls of their own, with the Downloader's whole timeout.
+GROUP_DOWNLOAD_WAIT_S = 0.25
 
 app = FastAPI(
     title="Image Tagger",
@@ -258,16 +251,7 @@ class ImageTagger:
         "/predictions",
         response_model=PredictionResponse,
         summary="Tag the image at a URL",
-        responses=_responses(
-            INVALID_IMAGE,
-            UNAUTHORIZED,
-            FORBIDDEN,
-            UNREACHABLE,
-            TOO_LARGE,
-            VALIDATION,
-            RATE_LIMITED,
-            OVERLOADED,
-        ),
+        responses=error_responses(*URL_ERRORS),
         dependencies=GUARDED,
     )
     async def predict_url(
@@ -283,9 +267,7 @@ class ImageTagger:
         "/predictions",
         response_model=UploadPredictionResponse,
         summary="Tag an uploaded image",
-        responses=_responses(
-            INVALID_IMAGE, UNAUTHORIZED, TOO_LARGE, VALIDATION, RATE_LIMITED, OVERLOADED
-        ),
+        responses=error_responses(*UPLOAD_ERRORS),
         dependencies=GUARDED,
         max_body_size=MAX_UPLOAD_BODY_BYTES,
     )
@@ -303,7 +285,7 @@ class ImageTagger:
         "/predictions/batch",
         response_model=BatchResponse,
         summary="Tag up to 64 image URLs at once",
-        responses=_responses(UNAUTHORIZED, TOO_LARGE, VALIDATION, RATE_LIMITED, OVERLOADED),
+        responses=error_responses(*BATCH_ERRORS),
         dependencies=GUARDED,
         max_body_size=MAX_BATCH_BODY_BYTES,
     )
@@ -330,7 +312,7 @@ class ImageTagger:
     async def _predict_url(
         self, url: str, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        return await self._tag(self._load_grouped(url), top, minconf)
+        return await self._tag(self._load_url(url), top, minconf)
 
     async def _predict_bytes(
         self, data: bytes, top: int | None, minconf: float | None
@@ -338,15 +320,22 @@ class ImageTagger:
         # Alone in its call: a group of uploads could pass gRPC's message limit.
         return await self._tag(self._load_alone(data), top, minconf)
 
-    async def _load_alone(self, data: bytes) -> PreparedImage | ImageTaggerError:
-        (prepared,) = await self._downloader.load_many.remote([data])
+    async def _load_url(self, url: str) -> PreparedImage | ImageTaggerError:
+        """The URL's image: in a group, or on its own when its download was slow."""
+        loaded = await self._load_grouped(url)
+        return await self._load_alone(url) if isinstance(loaded, NotYet) else loaded
+
+    async def _load_alone(self, source: str | bytes) -> PreparedImage | ImageTaggerError:
+        (prepared,) = await self._downloader.load_many.remote([source])
         return prepared
 
     @serve.batch(
         max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT
     )
-    async def _load_grouped(self, urls: list[str]) -> list[PreparedImage | ImageTaggerError]:
-        return await self._downloader.load_many.remote(urls)
+    async def _load_grouped(
+        self, urls: list[str]
+    ) -> list[PreparedImage | ImageTaggerError | NotYet]:
+        return await self._downloader.load_many.remote(urls, wait_s=GROUP_DOWNLOAD_WAIT_S)
 
     @serve.batch(
         max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT

@@ -88,22 +88,64 @@ def isolated_haproxy_env(directory: str) -> dict[str, str]:
 
 # Above Ray's worker ports (10002-19999), below Serve's replica ports (30000 and up) and
 # the kernel's ephemeral range (32768 and up).
-_PRIVATE_PORTS = range(20000, 30000)
+PRIVATE_PORTS = range(20000, 30000)
+DIRECT_INGRESS_PORTS = 8  # ports per protocol for the ingress replicas' own servers
+_HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int, taken: set[int]) -> range:
+    """``size`` consecutive ports of :data:`PRIVATE_PORTS`, free now and not ``taken``
+    (which then holds them too)."""
+    import random
+
+    for _ in range(1000):
+        start = random.randrange(PRIVATE_PORTS.start, PRIVATE_PORTS.stop - size)
+        block = range(start, start + size)
+        if taken.isdisjoint(block) and all(_port_is_free(port) for port in block):
+            taken.update(block)
+            return block
+    raise OSError(f"no {size} consecutive free ports in {PRIVATE_PORTS}")
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on every interface now, picked at random."""
-    import random
-    import socket
+    """``count`` distinct ports of :data:`PRIVATE_PORTS`, free on every interface now."""
+    taken: set[int] = set()
+    return [free_port_block(1, taken)[0] for _ in range(count)]
 
-    found: list[int] = []
-    for port in random.sample(_PRIVATE_PORTS, len(_PRIVATE_PORTS)):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise OSError(f"no {count} free ports in {_PRIVATE_PORTS}")
+
+def isolated_serve_env(directory: str, http_port: int = 0) -> dict[str, str]:
+    """Ports and files of one Serve instance in HAProxy mode, apart from any other.
+
+    Besides HAProxy's files and stats/metrics ports (:func:`isolated_haproxy_env`),
+    Serve gives every instance the same fallback proxy ports (8500, 9500) and the same
+    direct-ingress port ranges (HTTP 30000-31000, gRPC 40000-41000) for the ingress
+    replicas' own servers, which HAProxy forwards to. With another instance on the
+    machine (someone's tests, a second ``make run``), one instance's HAProxy was seen
+    forwarding to the other's ingress replica on port 30000, answering its requests.
+    """
+    env = isolated_haproxy_env(directory)
+    taken = {http_port, *(int(env[key]) for key in _HAPROXY_PORTS)}
+    http = free_port_block(DIRECT_INGRESS_PORTS, taken)
+    grpc = free_port_block(DIRECT_INGRESS_PORTS, taken)
+    env.update(
+        {
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port_block(1, taken)[0]),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port_block(1, taken)[0]),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http[0]),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http[-1]),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc[0]),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc[-1]),
+        }
+    )
+    return env

@@ -12,13 +12,12 @@ import yaml
 from benchmarks.launch import (
     FLOOR_DEPLOYMENTS,
     FLOOR_IMPORT_PATH,
-    PRIVATE_PORTS,
     SERVICE_IMPORT_PATH,
     floor_config,
-    isolated_serve_env,
     loopback_config,
     private_port,
 )
+from imagetagger.serving_env import PRIVATE_PORTS, isolated_serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +81,7 @@ def test_loopback_config_listens_on_loopback_only(service_config: dict[str, Any]
 
 def test_every_shared_serve_port_gets_a_private_one(tmp_path: Path) -> None:
     http_port = private_port()
-    env = isolated_serve_env(tmp_path, http_port)
+    env = isolated_serve_env(str(tmp_path), http_port)
     single = [
         int(env[key])
         for key in (

@@ -27,7 +27,7 @@ from PIL import Image
 from imagetagger import cli, serve_config
 from imagetagger.cli import local_ray
 from imagetagger.labels import LABELS
-from imagetagger.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
+from imagetagger.serving_env import LOCAL_SERVING_ENV, PRIVATE_PORTS, SERVING_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT_LABELS = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}
@@ -392,6 +392,10 @@ def test_serve_starts_ray_and_deploys_the_effective_config(serve_run) -> None:
     assert start is not None
     assert {"--head", "--node-ip-address=127.0.0.1", "--no-monitor"} <= set(start["argv"])
     assert "--include-log-monitor=false" in start["argv"]
+    # Ports of this instance alone: another Serve instance never answers its requests.
+    for key in ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"):
+        assert int(start["env"][key]) in PRIVATE_PORTS
+    assert start["env"]["RAY_SERVE_HAPROXY_SOCKET_PATH"] != "/tmp/haproxy-serve/admin.sock"
     wait = run.wait_call("control", "wait")
     assert wait["argv"][2:4] == ["imagetagger", "other"]  # both applications
     assert run.port_file.read_text() == "7000\n"

@@ -1,7 +1,7 @@
 """The HTTP surface read off the error classes: answers and OpenAPI responses.
 
-``error_responses`` must be a drop-in for the ingress's hand-written ``_responses``
-tuples: the same dict for each route, and the same OpenAPI document from FastAPI.
+The ingress declares each route's errors as error classes; ``error_responses`` turns
+them into the OpenAPI document, so the examples there are the answers' own bodies.
 """
 
 from __future__ import annotations
@@ -15,78 +15,50 @@ from deployments import ingress
 from deployments.auth import INVALID_KEY
 from imagetagger.errors import (
     ERROR_TABLE,
-    ForbiddenURL,
-    ImageTooLarge,
     InvalidImage,
     InvalidRequest,
-    Overloaded,
     RateLimited,
     Unauthorized,
-    UnreachableURL,
 )
 from imagetagger.schemas import ErrorResponse, error_answer, error_example, error_responses
 
-# Each ingress tuple beside the error class (or instance) that stands for it.
-INVALID_IMAGE = (ingress.INVALID_IMAGE, InvalidImage)
-UNAUTHORIZED = (ingress.UNAUTHORIZED, Unauthorized(INVALID_KEY))
-FORBIDDEN = (ingress.FORBIDDEN, ForbiddenURL)
-UNREACHABLE = (ingress.UNREACHABLE, UnreachableURL)
-TOO_LARGE = (ingress.TOO_LARGE, ImageTooLarge)
-VALIDATION = (ingress.VALIDATION, InvalidRequest)
-RATE_LIMITED = (ingress.RATE_LIMITED, RateLimited)
-OVERLOADED = (ingress.OVERLOADED, Overloaded)
-
-# The ingress's routes and what each declares, in its order.
-ROUTES: dict[str, list[tuple[Any, Any]]] = {
-    "GET /predictions": [
-        INVALID_IMAGE,
-        UNAUTHORIZED,
-        FORBIDDEN,
-        UNREACHABLE,
-        TOO_LARGE,
-        VALIDATION,
-        RATE_LIMITED,
-        OVERLOADED,
-    ],
-    "POST /predictions": [
-        INVALID_IMAGE,
-        UNAUTHORIZED,
-        TOO_LARGE,
-        VALIDATION,
-        RATE_LIMITED,
-        OVERLOADED,
-    ],
-    "POST /predictions/batch": [UNAUTHORIZED, TOO_LARGE, VALIDATION, RATE_LIMITED, OVERLOADED],
+# Route -> (the errors the ingress declares for it, the statuses they must document).
+ROUTES: dict[tuple[str, str], tuple[tuple[Any, ...], list[int]]] = {
+    ("/predictions", "get"): (ingress.URL_ERRORS, [400, 401, 403, 404, 413, 422, 429, 503]),
+    ("/predictions", "post"): (ingress.UPLOAD_ERRORS, [400, 401, 413, 422, 429, 503]),
+    ("/predictions/batch", "post"): (ingress.BATCH_ERRORS, [401, 413, 422, 429, 503]),
 }
 
 
-def _both(route: str) -> tuple[dict[int | str, Any], dict[int | str, Any]]:
-    """(error_responses of the classes, the ingress's _responses of its tuples)."""
-    tuples, errors = zip(*ROUTES[route], strict=True)
-    return error_responses(*errors), ingress._responses(*tuples)
-
-
-def _openapi(responses: dict[int | str, dict[str, Any]]) -> dict[str, Any]:
+def _openapi_responses(responses: dict[int | str, dict[str, Any]]) -> dict[str, Any]:
+    """What FastAPI writes into the OpenAPI document for ``responses`` on one route."""
     app = FastAPI(title="t", version="1")
 
     @app.get("/r", responses=responses)
     async def route(url: str) -> dict[str, str]:
         return {}
 
-    return app.openapi()
+    return app.openapi()["paths"]["/r"]["get"]["responses"]
 
 
-def test_error_responses_is_a_drop_in_for_the_ingress_tuples() -> None:
-    for route in ROUTES:
-        derived, handwritten = _both(route)
-        assert derived == handwritten, route
-        assert list(derived) == list(handwritten), route  # same statuses, same order
+def test_every_route_documents_its_errors_from_the_error_classes() -> None:
+    document = ingress.app.openapi()
+    for (path, method), (errors, statuses) in ROUTES.items():
+        declared = document["paths"][path][method]["responses"]
+        assert sorted(int(code) for code in declared if code != "200") == statuses
+        expected = _openapi_responses(error_responses(*errors))
+        for code in map(str, statuses):
+            assert declared[code] == expected[code], (path, method, code)
+            example = declared[code]["content"]["application/json"]["example"]
+            assert set(example) == {"error"}
 
 
-def test_error_responses_give_the_same_openapi_document() -> None:
-    for route in ROUTES:
-        derived, handwritten = _both(route)
-        assert _openapi(derived) == _openapi(handwritten), route
+def test_the_401_example_is_the_answer_to_a_bad_key() -> None:
+    docs = error_responses(*ingress.URL_ERRORS)
+    assert docs[401]["content"]["application/json"]["example"] == error_example(
+        "Unauthorized", INVALID_KEY
+    )
+    assert "WWW-Authenticate" in docs[401]["headers"]
 
 
 def test_a_class_shows_its_default_detail_and_documents_its_headers() -> None:

@@ -26,7 +26,7 @@ import yaml
 from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, add_model_options, parse_port
 from imagetagger.cli.local_ray import become_subreaper, serve_forever
 from imagetagger.serve_config import apply_allowed_networks, apply_app_args, apply_port
-from imagetagger.serving_env import local_serving_environment
+from imagetagger.serving_env import isolated_serve_env, local_serving_environment
 
 PORT_ENV = "PORT"
 PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
@@ -105,9 +105,15 @@ def run(args: argparse.Namespace) -> int:
         ),
         args.allow_network,
     )
-    env = local_serving_environment(os.environ)
-    write_port_file(env.get(PORT_FILE_ENV), http_port(effective))
     with tempfile.TemporaryDirectory(prefix="imagetagger-serve-") as tmp:
+        # Ports and HAProxy files of this instance alone, so that another Serve instance
+        # on the machine (tests, a second `make run`) never answers its requests.
+        (Path(tmp) / "haproxy").mkdir()
+        env = {
+            **isolated_serve_env(f"{tmp}/haproxy", http_port(effective)),
+            **local_serving_environment(os.environ),
+        }
+        write_port_file(env.get(PORT_FILE_ENV), http_port(effective))
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(effective, sort_keys=False))
         if become_subreaper():

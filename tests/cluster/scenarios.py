@@ -33,13 +33,13 @@ from typing import Any
 import requests
 import yaml
 
-from imagetagger.serving_env import isolated_haproxy_env, serving_environment
+from imagetagger.serving_env import isolated_serve_env, serving_environment
 from tests import servers
 
 # Before Ray is imported: Ray reads these at import and in the processes it starts.
 os.environ.update(serving_environment(os.environ))
 # Short: Ray adds a per-node folder and HAProxy's socket path is at most 97 bytes.
-os.environ.update(isolated_haproxy_env(tempfile.mkdtemp(prefix="hx-", dir="/tmp")))
+os.environ.update(isolated_serve_env(tempfile.mkdtemp(prefix="hx-", dir="/tmp")))
 
 ROOT = Path(__file__).resolve().parents[2]
 CHELSEA = ROOT / "tests" / "data" / "chelsea.jpg"

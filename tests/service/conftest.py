@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagetagger.serving_env import isolated_haproxy_env, serving_environment
+from imagetagger.serving_env import isolated_serve_env, serving_environment
 from tests import servers
 from tests.service.helpers import (
     IMAGE_HOST,
@@ -30,7 +30,7 @@ from tests.service.helpers import (
 # the processes ``ray.init`` starts. HAProxy's files and stats port are private to this
 # session, so another Serve instance on the machine does not collide with it.
 os.environ.update(serving_environment(os.environ))  # what the caller exported wins, as in serve
-os.environ.update(isolated_haproxy_env(tempfile.mkdtemp(prefix="haproxy-")))
+os.environ.update(isolated_serve_env(tempfile.mkdtemp(prefix="haproxy-")))
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from imagetagger.serving_env import isolated_haproxy_env
+from imagetagger.serving_env import isolated_serve_env
 from tests import servers
 from tests.service.helpers import IMAGE_HOST, ROOT, Service
 
@@ -53,8 +53,8 @@ def test_ctrl_c_stops_make_run_within_10_s_without_warnings(service: Service) ->
     haproxy.mkdir()
     marker = f"IMAGETAGGER_STOP_TEST={os.getpid()}-{time.monotonic_ns()}"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_HAPROXY")},
-        **isolated_haproxy_env(str(haproxy)),
+        **{k: v for k, v in os.environ.items() if k not in isolated_serve_env(str(haproxy))},
+        **isolated_serve_env(str(haproxy), port),
         "RAY_TMPDIR": ray_tmp,
         marker.split("=")[0]: marker.split("=")[1],
     }
