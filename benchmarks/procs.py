@@ -29,17 +29,29 @@ def _read_proc(pid: int, name: str) -> bytes:
 
 
 def marked_pids(token: str) -> list[int]:
-    """Live processes whose environment carries ``MARKER=token`` (all of one server's tree)."""
+    """Live processes of one server: those whose environment carries ``MARKER=token``,
+    and every descendant of theirs (Ray's dashboard starts its modules from a
+    forkserver with an environment of its own: they carry no marker, ~20 MiB each)."""
     needle = f"{MARKER}={token}".encode()
-    found = []
+    parents: dict[int, int] = {}
+    found: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            stat = _read_proc(int(entry), "stat").decode()
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue
+            parents[int(entry)] = int(fields[1])
             if needle in _read_proc(int(entry), "environ").split(b"\0"):
-                found.append(int(entry))
-        except OSError:  # gone, or not ours
+                found.add(int(entry))
+        except (OSError, ValueError, IndexError):  # gone, or not ours
             continue
+    frontier = set(found)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
     return sorted(found)
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -97,3 +98,28 @@ def test_a_marked_listener_passes() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_unmarked_descendants_of_a_marked_process_count_too() -> None:
+    # Ray's dashboard starts its modules from a forkserver with an environment of its
+    # own: they carry no marker, but they are the server's memory all the same.
+    token = uuid.uuid4().hex
+    sleeper = "import time; time.sleep(60)"
+    spawn = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {sleeper!r}], env={{}}); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", spawn], env={**os.environ, MARKER: token})
+    try:
+        deadline = time.monotonic() + 10
+        while len(marked_pids(token)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = marked_pids(token)
+        assert parent.pid in pids and len(pids) == 2
+        child = next(pid for pid in pids if pid != parent.pid)
+        with open(f"/proc/{child}/environ", "rb") as environ:
+            assert MARKER.encode() not in environ.read()
+    finally:
+        kill_marked(token, grace_s=0.5)
+        parent.kill()
+        parent.wait()
