@@ -1,8 +1,8 @@
 """Downloader deployment: fetch URLs (or take uploaded bytes) and make the model's inputs.
 
-The ingress sends its concurrent requests' images in one call (:meth:`load_many`): one
-handle call per group, not per image, is what the serving layer's cost per request is
-mostly made of. For each image it returns the small model-ready uint8 crop (at most
+The ingress calls :meth:`load_many` with one URL or upload per request (downloads are
+not grouped: a slow origin would hold up every image grouped with it). For each image
+it returns the small model-ready uint8 crop (at most
 S x S x 3 bytes, not the raw bytes) with the SHA-256 of the image's bytes, the
 response cache's key. Decoding runs in worker threads so the replica's event loop
 keeps serving other downloads meanwhile.
@@ -26,7 +26,7 @@ from ray import serve
 from deployments.metrics import downloader_metrics
 from imagetagger.download.fetch import fetcher_config, fetcher_from_settings
 from imagetagger.errors import ImageTaggerError
-from imagetagger.images import NotYet, PreparedImage, prepare_image
+from imagetagger.images import PreparedImage, prepare_image
 from imagetagger.models.specs import get_spec
 from imagetagger.response_cache import image_digest
 from imagetagger.settings import DownloaderSettings
@@ -61,34 +61,13 @@ class Downloader:
         self._settings = settings
         self._fetcher.configure(*fetcher_config(settings))
 
-    async def load_many(
-        self, sources: list[ImageSource], wait_s: float | None = None
-    ) -> list[PreparedImage | ImageTaggerError | NotYet]:
-        """Each source's model-ready image (or the client's error), in order.
+    async def load_many(self, sources: list[ImageSource]) -> list[PreparedImage | ImageTaggerError]:
+        """Each source's model-ready image (or the client's error), in order."""
+        return await asyncio.gather(*(self._load(source) for source in sources))
 
-        With ``wait_s``, downloads still running after that long are cancelled and
-        answered :class:`NotYet`: one slow origin must not hold up the rest of its
-        group (the caller asks for those again, each on its own, without a limit).
-        """
-        downloads = [asyncio.ensure_future(self._download(source)) for source in sources]
-        if wait_s is not None:
-            await asyncio.wait(downloads, timeout=wait_s)
-        else:
-            await asyncio.wait(downloads)
-        results: list[PreparedImage | ImageTaggerError | NotYet | None] = []
-        for download in downloads:
-            if not download.done():
-                download.cancel()
-                results.append(NotYet())
-            elif isinstance(download.result(), ImageTaggerError):
-                results.append(download.result())
-            else:
-                results.append(None)  # downloaded: decoded below, all at once
-        ready = [index for index, result in enumerate(results) if result is None]
-        images = await asyncio.gather(*(self._prepare(downloads[i].result()) for i in ready))
-        for index, image in zip(ready, images, strict=True):
-            results[index] = image
-        return [result for result in results if result is not None]
+    async def _load(self, source: ImageSource) -> PreparedImage | ImageTaggerError:
+        data = await self._download(source)
+        return data if isinstance(data, ImageTaggerError) else await self._prepare(data)
 
     async def _download(self, source: ImageSource) -> bytes | ImageTaggerError:
         """The image's bytes (an upload's as they are), or the client's error."""

@@ -5,10 +5,10 @@ it gets back on to the ModelDeployment (unless the response cache already holds 
 model's answer for those bytes) and shapes the JSON. Every error leaves through one of
 the exception handlers at the bottom, in the contract's error shape.
 
-Concurrent requests share handle calls: ``@serve.batch`` with no wait groups whatever
+Concurrent requests share model calls: ``@serve.batch`` with no wait groups whatever
 is queued while earlier calls are in flight, so a lone request goes at once and under
-load one call carries many images. Measured on 2 cores (benchmarks/README.md), the
-calls, not the model, are what batching saves on CPU.
+load one call carries many images (the calls, not the model, are what grouping saves
+on CPU). Downloads are one call per request, so a slow origin delays only its own.
 """
 
 # No `from __future__ import annotations` here: FastAPI must resolve the route
@@ -49,7 +49,7 @@ from imagetagger.errors import (
     Unauthorized,
     UnreachableURL,
 )
-from imagetagger.images import NotYet, PreparedImage
+from imagetagger.images import PreparedImage
 from imagetagger.predictions import select_predictions
 from imagetagger.response_cache import ResponseCache
 from imagetagger.schemas import (
@@ -118,14 +118,12 @@ GUARDED = [Security(_BEARER), Security(_API_KEY)]
 MAX_UPLOAD_BODY_BYTES = 64 * 2**20
 MAX_BATCH_BODY_BYTES = 1 * 2**20
 BATCH_DEADLINE_GRACE_S = 1.0
-# Grouped handle calls: at most GROUP_SIZE images per call, GROUPS_IN_FLIGHT calls at
-# once to each deployment; what arrives meanwhile forms the next group.
+# Grouped model calls: at most GROUP_SIZE images per call, GROUPS_IN_FLIGHT calls at
+# once; what arrives meanwhile forms the next group. Downloads are not grouped: one slow
+# origin (or one trickling its bytes on purpose) would hold up every image grouped with
+# it, while inference takes about the same short time for every image.
 GROUP_SIZE = 16
 GROUPS_IN_FLIGHT = 4
-# A group's downloads wait at most this long for each other: a slow origin (or one that
-# trickles its bytes on purpose) must not hold up the images grouped with it. The slow
-# ones go on in calls of their own, with the Downloader's whole timeout.
-GROUP_DOWNLOAD_WAIT_S = 0.25
 
 app = FastAPI(
     title="Image Tagger",
@@ -312,30 +310,16 @@ class ImageTagger:
     async def _predict_url(
         self, url: str, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        return await self._tag(self._load_url(url), top, minconf)
+        return await self._tag(self._load_alone(url), top, minconf)
 
     async def _predict_bytes(
         self, data: bytes, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        # Alone in its call: a group of uploads could pass gRPC's message limit.
         return await self._tag(self._load_alone(data), top, minconf)
-
-    async def _load_url(self, url: str) -> PreparedImage | ImageTaggerError:
-        """The URL's image: in a group, or on its own when its download was slow."""
-        loaded = await self._load_grouped(url)
-        return await self._load_alone(url) if isinstance(loaded, NotYet) else loaded
 
     async def _load_alone(self, source: str | bytes) -> PreparedImage | ImageTaggerError:
         (prepared,) = await self._downloader.load_many.remote([source])
         return prepared
-
-    @serve.batch(
-        max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT
-    )
-    async def _load_grouped(
-        self, urls: list[str]
-    ) -> list[PreparedImage | ImageTaggerError | NotYet]:
-        return await self._downloader.load_many.remote(urls, wait_s=GROUP_DOWNLOAD_WAIT_S)
 
     @serve.batch(
         max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT

@@ -122,11 +122,6 @@ class PreparedImage:
     pixels: np.ndarray  # (S, S, 3) uint8
 
 
-@dataclass(frozen=True)
-class NotYet:
-    """An image still downloading when its group's wait ended: to be asked for on its own."""
-
-
 def prepare_image(
     data: bytes,
     *,

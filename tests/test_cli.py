@@ -227,7 +227,7 @@ record = os.environ["FAKE_RECORD"]
 mode = os.environ.get("FAKE_MODE", "")
 tool = os.path.basename(sys.argv[0])
 entry = {{"tool": tool, "argv": sys.argv[1:],
-          "env": {{k: v for k, v in os.environ.items() if k.startswith("RAY_")}}}}
+          "env": {{k: v for k, v in os.environ.items() if k.startswith(("RAY_", "MALLOC_"))}}}}
 if tool == "serve" and sys.argv[1] == "run":
     entry["config"] = open(sys.argv[-1]).read()
 with open(record, "a") as f:

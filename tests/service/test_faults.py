@@ -150,9 +150,11 @@ def keep_requesting(service: Service, url: str, stop: threading.Event) -> list[A
 @pytest.mark.parametrize(
     ("deployment", "image", "in_flight_outcomes"),
     [
-        # A slow origin keeps every request inside the Downloader when it dies.
+        # A slow origin keeps every request inside the Downloader when it dies: some of
+        # them must pay for it with the contract's 503.
         ("Downloader", "/slow.jpg", {200, 503}),
-        # A fast one keeps the model busy, so requests are queued in its replica.
+        # A fast one keeps the model busy. Its images reach it in grouped calls, which
+        # Serve may replay on the replacement replica: a 503 or, as measured, all 200.
         ("ModelDeployment", "/chelsea.jpg", {200, 503}),
         # The ingress: HAProxy replays what the dead replica never answered; a request
         # it cannot replay sees its connection closed (never a plain-text answer).
@@ -187,7 +189,7 @@ def test_replica_killed_under_load(
     in_flight = [a.outcome for a in answers if a.sent < killed_at < a.done]
     assert in_flight, f"no request was in flight when {killed} was killed"
     assert set(in_flight) <= in_flight_outcomes, in_flight
-    if 503 in in_flight_outcomes:
+    if deployment == "Downloader":
         assert set(in_flight) != {200}, f"killing {killed} cost no in-flight request"
     for answer in answers:
         assert answer.done - answer.sent < ANSWER_BOUND_S, f"{answer.done - answer.sent:.1f}s"
