@@ -16,6 +16,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from imagetagger.cli.local_ray import descendants
+
 MARKER = "IMAGETAGGER_BENCH_RUN"  # environment variable that tags every process we start
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -33,26 +35,17 @@ def marked_pids(token: str) -> list[int]:
     and every descendant of theirs (Ray's dashboard starts its modules from a
     forkserver with an environment of its own: they carry no marker, ~20 MiB each)."""
     needle = f"{MARKER}={token}".encode()
-    parents: dict[int, int] = {}
-    found: set[int] = set()
+    marked: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = _read_proc(int(entry), "stat").decode()
-            fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] == "Z":
-                continue
-            parents[int(entry)] = int(fields[1])
-            if needle in _read_proc(int(entry), "environ").split(b"\0"):
-                found.add(int(entry))
-        except (OSError, ValueError, IndexError):  # gone, or not ours
+            zombie = _read_proc(int(entry), "stat").rsplit(b")", 1)[1].split()[0] == b"Z"
+            if not zombie and needle in _read_proc(int(entry), "environ").split(b"\0"):
+                marked.add(int(entry))
+        except (OSError, IndexError):  # gone, or not ours
             continue
-    frontier = set(found)
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return sorted(found)
+    return sorted(marked | set(descendants(*marked))) if marked else []
 
 
 def process_pss(pid: int) -> int:

@@ -1,10 +1,9 @@
 """Downloader deployment: fetch URLs (or take uploaded bytes) and make the model's inputs.
 
-The ingress calls :meth:`load_many` with one URL or upload per request (downloads are
-not grouped: a slow origin would hold up every image grouped with it). For each image
-it returns the small model-ready uint8 crop (at most
-S x S x 3 bytes, not the raw bytes) with the SHA-256 of the image's bytes, the
-response cache's key. Decoding runs in worker threads so the replica's event loop
+The ingress calls :meth:`load` once per request (downloads are not grouped: a slow
+origin would hold up every image grouped with it). It returns the small model-ready
+uint8 crop (at most S x S x 3 bytes, not the raw bytes) with the SHA-256 of the
+image's bytes, the response cache's key. Decoding runs in worker threads so the replica's event loop
 keeps serving other downloads meanwhile.
 
 A client-caused failure (bad URL, not an image, too large) is *returned* as an
@@ -33,7 +32,6 @@ from imagetagger.settings import DownloaderSettings
 
 ImageSource = str | bytes  # a URL to fetch, or an upload's bytes
 
-
 logger = logging.getLogger("ray.serve")
 
 
@@ -61,11 +59,8 @@ class Downloader:
         self._settings = settings
         self._fetcher.configure(*fetcher_config(settings))
 
-    async def load_many(self, sources: list[ImageSource]) -> list[PreparedImage | ImageTaggerError]:
-        """Each source's model-ready image (or the client's error), in order."""
-        return await asyncio.gather(*(self._load(source) for source in sources))
-
-    async def _load(self, source: ImageSource) -> PreparedImage | ImageTaggerError:
+    async def load(self, source: ImageSource) -> PreparedImage | ImageTaggerError:
+        """The source's model-ready image, or the client's error."""
         data = await self._download(source)
         return data if isinstance(data, ImageTaggerError) else await self._prepare(data)
 

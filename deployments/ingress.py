@@ -310,16 +310,12 @@ class ImageTagger:
     async def _predict_url(
         self, url: str, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        return await self._tag(self._load_alone(url), top, minconf)
+        return await self._tag(self._downloader.load.remote(url), top, minconf)
 
     async def _predict_bytes(
         self, data: bytes, top: int | None, minconf: float | None
     ) -> list[Prediction]:
-        return await self._tag(self._load_alone(data), top, minconf)
-
-    async def _load_alone(self, source: str | bytes) -> PreparedImage | ImageTaggerError:
-        (prepared,) = await self._downloader.load_many.remote([source])
-        return prepared
+        return await self._tag(self._downloader.load.remote(data), top, minconf)
 
     @serve.batch(
         max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT

@@ -97,14 +97,16 @@ DIRECT_INGRESS_PORTS = 8  # ports per protocol for the ingress replicas' own ser
 _HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Nothing listens on ``port``, on any interface or on loopback alone."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
+    for host in ("0.0.0.0", "127.0.0.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
     return True
 
 
@@ -116,7 +118,7 @@ def free_port_block(size: int, taken: set[int]) -> range:
     for _ in range(1000):
         start = random.randrange(PRIVATE_PORTS.start, PRIVATE_PORTS.stop - size)
         block = range(start, start + size)
-        if taken.isdisjoint(block) and all(_port_is_free(port) for port in block):
+        if taken.isdisjoint(block) and all(port_is_free(port) for port in block):
             taken.update(block)
             return block
     raise OSError(f"no {size} consecutive free ports in {PRIVATE_PORTS}")

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from imagetagger.serving_env import port_is_free
+
 PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_GCS_PORT = 6379
 DEFAULT_DASHBOARD_PORT = 8265
@@ -65,20 +67,11 @@ def become_subreaper() -> bool:
 
 def port_or_free(preferred: int | None) -> int:
     """``preferred`` when nothing listens on it, else (or for None) a free port."""
-    if preferred is not None and all(_bindable(host, preferred) for host in ("127.0.0.1", "")):
+    if preferred is not None and port_is_free(preferred):
         return preferred
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def memory_limit_bytes() -> int:
@@ -122,8 +115,8 @@ def auth_token(environ: Mapping[str, str]) -> str | None:
         return None
 
 
-def descendants(root: int) -> list[int]:
-    """Every living (not zombie) descendant of ``root``, from /proc, children first."""
+def descendants(*roots: int) -> list[int]:
+    """Every living (not zombie) descendant of ``roots``, from /proc, children first."""
     parents: dict[int, int] = {}
     zombies: set[int] = set()
     for entry in Path("/proc").iterdir():
@@ -135,9 +128,9 @@ def descendants(root: int) -> list[int]:
             if fields[0] == "Z":
                 zombies.add(int(entry.name))
     found: list[int] = []
-    frontier = {root}
+    frontier = set(roots)
     while frontier:
-        children = {pid for pid, parent in parents.items() if parent in frontier}
+        children = {pid for pid, parent in parents.items() if parent in frontier} - set(found)
         found.extend(sorted(children - zombies))
         frontier = children
     return found
@@ -393,6 +386,9 @@ class ServeLogTail(threading.Thread):
         with contextlib.suppress(OSError):
             for path in sorted(self._dir.glob("*.log")):
                 offset = self._offsets.get(path, 0)
+                with contextlib.suppress(OSError):
+                    if path.stat().st_size <= offset:
+                        continue
                 with contextlib.suppress(OSError), path.open("rb") as file:
                     file.seek(offset)
                     chunk = file.read()

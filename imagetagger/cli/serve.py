@@ -1,9 +1,10 @@
 """``imagetagger serve``: the container's entry point, and what ``make run`` runs.
 
 It applies the port, model and runtime overrides to a Serve config
-(:mod:`imagetagger.serve_config`) and runs ``serve run`` on it in the foreground, in
-Ray's high-throughput serving environment (:mod:`imagetagger.serving_env`), turning
-the SIGTERM of ``docker stop`` or Kubernetes into Serve's graceful shutdown.
+(:mod:`imagetagger.serve_config`) and serves it in the foreground on a private one-node
+Ray (:mod:`imagetagger.cli.local_ray`), in Ray's high-throughput serving environment
+(:mod:`imagetagger.serving_env`), turning Ctrl-C and the SIGTERM of ``docker stop`` or
+Kubernetes into Serve's graceful shutdown.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,8 +23,13 @@ from typing import Any
 import yaml
 
 from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, add_model_options, parse_port
-from imagetagger.cli.local_ray import become_subreaper, serve_forever
-from imagetagger.serve_config import apply_allowed_networks, apply_app_args, apply_port
+from imagetagger.cli.local_ray import become_subreaper, default_tools, serve_forever
+from imagetagger.serve_config import (
+    apply_allowed_networks,
+    apply_app_args,
+    apply_port,
+    load_serve_config,
+)
 from imagetagger.serving_env import isolated_serve_env, local_serving_environment
 
 PORT_ENV = "PORT"
@@ -44,17 +48,6 @@ def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None
         return parse_port(text)
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"${PORT_ENV}: {exc}") from None
-
-
-def _find_serve_executable() -> str:
-    """``serve`` on PATH, else the one installed beside this interpreter."""
-    found = shutil.which("serve")
-    if found:
-        return found
-    sibling = Path(sys.executable).with_name("serve")
-    if sibling.is_file() and os.access(sibling, os.X_OK):
-        return str(sibling)
-    raise FileNotFoundError("the Ray Serve CLI `serve` is not on PATH; install ray[serve]")
 
 
 def run_foreground(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
@@ -93,9 +86,7 @@ def run_foreground(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    config = yaml.safe_load(Path(args.config).read_text())
-    if not isinstance(config, dict):
-        raise ValueError(f"{args.config}: not a Serve config (expected a mapping)")
+    config = load_serve_config(args.config)
     port = resolve_port(args.port, os.environ)
     model = args.model or os.environ.get(MODEL_ENV) or None
     runtime = args.runtime or os.environ.get(RUNTIME_ENV) or None
@@ -109,18 +100,19 @@ def run(args: argparse.Namespace) -> int:
         # Ports and HAProxy files of this instance alone, so that another Serve instance
         # on the machine (tests, a second `make run`) never answers its requests.
         (Path(tmp) / "haproxy").mkdir()
+        serving_port = http_port(effective)
         env = {
-            **isolated_serve_env(f"{tmp}/haproxy", http_port(effective)),
+            **isolated_serve_env(f"{tmp}/haproxy", serving_port),
             **local_serving_environment(os.environ),
         }
-        write_port_file(env.get(PORT_FILE_ENV), http_port(effective))
+        write_port_file(env.get(PORT_FILE_ENV), serving_port)
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(effective, sort_keys=False))
         if become_subreaper():
             names = [app.get("name", "default") for app in effective.get("applications") or []]
             return serve_forever(path, names, env)
         # Not Linux: `serve run` keeps a driver for the service's life, but works.
-        return run_foreground([_find_serve_executable(), "run", str(path)], env=env)
+        return run_foreground([*default_tools().serve, "run", str(path)], env=env)
 
 
 def http_port(config: dict[str, Any]) -> int:
