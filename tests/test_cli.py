@@ -25,7 +25,7 @@ import yaml
 from PIL import Image
 
 from imagetagger import cli, serve_config
-from imagetagger.cli import local_ray
+from imagetagger.cli import local_ray, serve
 from imagetagger.labels import LABELS
 from imagetagger.serving_env import LOCAL_SERVING_ENV, PRIVATE_PORTS, SERVING_ENV
 
@@ -288,6 +288,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# What a Serve instance is isolated by; another instance's (the test session's) values
+# must not reach the `imagetagger serve` under test, which picks its own.
+INSTANCE_ENV_PREFIXES = ("RAY_SERVE_HAPROXY_", "RAY_SERVE_FALLBACK_PROXY_", "RAY_SERVE_DIRECT_")
+
+
 class ServeRun:
     """``imagetagger serve`` in a subprocess, with stand-ins for Ray's tools."""
 
@@ -308,7 +313,11 @@ class ServeRun:
         self.record = tmp_path / "record.jsonl"
         self.port_file = tmp_path / "port"
         dropped = {"PORT", "IMAGETAGGER_MODEL", *SERVING_ENV, *LOCAL_SERVING_ENV}
-        environ = {k: v for k, v in os.environ.items() if k not in dropped}
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in dropped and not k.startswith(INSTANCE_ENV_PREFIXES)
+        }
         environ.update(
             FAKE_RECORD=str(self.record),
             FAKE_MODE=mode,
@@ -395,7 +404,11 @@ def test_serve_starts_ray_and_deploys_the_effective_config(serve_run) -> None:
     # Ports of this instance alone: another Serve instance never answers its requests.
     for key in ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"):
         assert int(start["env"][key]) in PRIVATE_PORTS
-    assert start["env"]["RAY_SERVE_HAPROXY_SOCKET_PATH"] != "/tmp/haproxy-serve/admin.sock"
+    socket_path = Path(start["env"]["RAY_SERVE_HAPROXY_SOCKET_PATH"])
+    assert socket_path != Path("/tmp/haproxy-serve/admin.sock")
+    # Ray puts the socket under a folder named by the node's 56-character id.
+    beside_node_id = socket_path.parent / ("n" * 56) / socket_path.name
+    assert len(str(beside_node_id)) <= serve.HAPROXY_SOCKET_MAX
     wait = run.wait_call("control", "wait")
     assert wait["argv"][2:4] == ["imagetagger", "other"]  # both applications
     assert run.port_file.read_text() == "7000\n"

@@ -35,6 +35,11 @@ from imagetagger.serving_env import isolated_serve_env, local_serving_environmen
 PORT_ENV = "PORT"
 PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
 DEFAULT_HTTP_PORT = 8000
+# HAProxy's admin socket lands in <folder>/<56-character node id>/admin.sock, and a
+# socket path may hold 97 characters at most: the folder must be short, so it is made
+# in /tmp whatever $TMPDIR says.
+HAPROXY_PARENT = "/tmp" if os.path.isdir("/tmp") else None
+HAPROXY_SOCKET_MAX = 97
 
 
 def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None:
@@ -96,13 +101,15 @@ def run(args: argparse.Namespace) -> int:
         ),
         args.allow_network,
     )
-    with tempfile.TemporaryDirectory(prefix="imagetagger-serve-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="imagetagger-serve-") as tmp,
+        tempfile.TemporaryDirectory(prefix="ith-", dir=HAPROXY_PARENT) as haproxy_dir,
+    ):
         # Ports and HAProxy files of this instance alone, so that another Serve instance
         # on the machine (tests, a second `make run`) never answers its requests.
-        (Path(tmp) / "haproxy").mkdir()
         serving_port = http_port(effective)
         env = {
-            **isolated_serve_env(f"{tmp}/haproxy", serving_port),
+            **isolated_serve_env(haproxy_dir, serving_port),
             **local_serving_environment(os.environ),
         }
         write_port_file(env.get(PORT_FILE_ENV), serving_port)

@@ -1,7 +1,8 @@
 """``imagetagger serve`` for real (what ``make run`` runs), stopped as a terminal's Ctrl-C does.
 
-A private Ray instance of its own (its own RAY_TMPDIR, HAProxy files and ports) beside
-the session's cluster: it starts, tags a photo, and Ctrl-C (SIGINT to its process
+A private Ray instance of its own (its own RAY_TMPDIR; HAProxy files and ports as
+`imagetagger serve` picks them, nothing of the session's passed on) beside the
+session's cluster: it starts, tags a photo, and Ctrl-C (SIGINT to its process
 group) stops it within 10 s with exit status 0, no shutdown warning, and nothing of
 it left running.
 """
@@ -19,11 +20,11 @@ from pathlib import Path
 import requests
 import yaml
 
-from imagetagger.serving_env import isolated_serve_env
 from tests import servers
 from tests.service.helpers import IMAGE_HOST, ROOT, Service
 
 START_TIMEOUT_S = 600
+INSTANCE_ENV_PREFIXES = ("RAY_SERVE_HAPROXY_", "RAY_SERVE_FALLBACK_PROXY_", "RAY_SERVE_DIRECT_")
 STOP_LIMIT_S = 10.0
 
 
@@ -49,12 +50,11 @@ def test_ctrl_c_stops_make_run_within_10_s_without_warnings(service: Service) ->
     config["http_options"]["host"] = "127.0.0.1"
     config_path = Path(ray_tmp) / "serve_config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    haproxy = Path(ray_tmp) / "haproxy"
-    haproxy.mkdir()
     marker = f"IMAGETAGGER_STOP_TEST={os.getpid()}-{time.monotonic_ns()}"
+    # As a user's shell has it: none of the session's instance settings (its HAProxy
+    # files and ports); `imagetagger serve` picks its own.
     env = {
-        **{k: v for k, v in os.environ.items() if k not in isolated_serve_env(str(haproxy))},
-        **isolated_serve_env(str(haproxy), port),
+        **{k: v for k, v in os.environ.items() if not k.startswith(INSTANCE_ENV_PREFIXES)},
         "RAY_TMPDIR": ray_tmp,
         marker.split("=")[0]: marker.split("=")[1],
     }
