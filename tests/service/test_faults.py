@@ -4,10 +4,12 @@ A replica of the main app is killed (``ray.kill``, as an OOM kill or a lost node
 would) while 16 clients keep requests in flight through it. Every request must still
 get an answer in bounded time: 200, or the contract's JSON error (Serve/Ray errors
 about dead replicas are mapped to 503 Overloaded by ``deployments.errors``).
-A killed Downloader or ModelDeployment fails some in-flight request with that 503. A
-killed ImageTagger (the ingress) fails none: HAProxy replays the requests the dead
-replica never answered (``RAY_SERVE_HAPROXY_RETRY_ON`` in the serving environment)
-and they are answered once the new replica is up.
+A killed Downloader fails some in-flight request with that 503; a killed
+ModelDeployment a 503 or none (the ingress's grouped call may go to the replacement).
+A killed ImageTagger (the ingress) fails none that HAProxy can replay
+(``RAY_SERVE_HAPROXY_RETRY_ON`` in the serving environment): they are answered once
+the new replica is up; one caught by the kill may see its connection closed. The kill
+lasts from ``ray.kill`` until the replica is gone, which takes a few milliseconds.
 Serve's controller notices the dead replica and starts a new one; the test waits
 until the app is fully RUNNING again and serving, and requests sent after that must
 all succeed, so the tests after it see the service as the session deployed it.
@@ -64,13 +66,31 @@ def replica_actor_names(deployment: str) -> list[str]:
     )
 
 
-def kill_one_replica(deployment: str) -> str:
+@dataclass(frozen=True)
+class Kill:
+    """One replica killed: from the kill's start until it was seen dead."""
+
+    name: str
+    started: float
+    dead: float
+
+    def caught(self, sent: float, done: float) -> bool:
+        """Was a request sent at ``sent`` and ended at ``done`` in flight during the kill?"""
+        return sent < self.dead and done > self.started
+
+
+def kill_one_replica(deployment: str) -> Kill:
     import ray
 
     names = replica_actor_names(deployment)
     assert names, f"no {deployment} replica to kill"
-    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
-    return names[0]
+    actor = ray.get_actor(names[0], namespace="serve")
+    started = time.monotonic()
+    ray.kill(actor, no_restart=True)  # asynchronous: the process dies a little later
+    deadline = started + 30
+    while names[0] in replica_actor_names(deployment) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return Kill(names[0], started, time.monotonic())
 
 
 def fully_running() -> bool:
@@ -177,8 +197,8 @@ def test_replica_killed_under_load(
         ]
         try:
             time.sleep(LOAD_BEFORE_KILL_S)
-            killed_at = time.monotonic()
-            killed = kill_one_replica(deployment)
+            kill = kill_one_replica(deployment)
+            killed, killed_at = kill.name, kill.started
             wait_until_recovered(service, slow_images)
             recovered_at = time.monotonic()
             time.sleep(LOAD_AFTER_RECOVERY_S)
@@ -196,7 +216,7 @@ def test_replica_killed_under_load(
         if answer.response is not None:
             assert_answer_or_json_503(answer.response)
         else:  # only a request caught by the kill may lose its connection
-            assert answer.sent < killed_at < answer.done
+            assert kill.caught(answer.sent, answer.done), (answer, kill)
     outcomes = Counter(a.outcome for a in answers)
     print(f"killed {deployment}: in flight {Counter(in_flight)}, all {outcomes}")
     after = [a.outcome for a in answers if a.sent > recovered_at]
