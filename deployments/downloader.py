@@ -1,10 +1,12 @@
 """Downloader deployment: fetch URLs (or take uploaded bytes) and make the model's inputs.
 
-The ingress calls :meth:`load` once per request (downloads are not grouped: a slow
-origin would hold up every image grouped with it). It returns the small model-ready
-uint8 crop (at most S x S x 3 bytes, not the raw bytes) with the SHA-256 of the
-image's bytes, the response cache's key. Decoding runs in worker threads so the replica's event loop
-keeps serving other downloads meanwhile.
+The ingress hands it the URLs of concurrent requests in one streamed call
+(:meth:`load_group`: each answer leaves as soon as it is ready, so a slow origin holds
+up no other image) and each upload in a call of its own (:meth:`load`: 16 uploads in
+one message could pass gRPC's message limit). Each answer is the small model-ready
+uint8 crop (at most S x S x 3 bytes, not the raw bytes) with the SHA-256 of the image's
+bytes, the response cache's key. Decoding runs in worker threads so the replica's event
+loop keeps serving other downloads meanwhile.
 
 A client-caused failure (bad URL, not an image, too large) is *returned* as an
 :class:`ImageTaggerError` value rather than raised: it is an expected outcome, not a
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,6 +66,32 @@ class Downloader:
         """The source's model-ready image, or the client's error."""
         data = await self._download(source)
         return data if isinstance(data, ImageTaggerError) else await self._prepare(data)
+
+    async def load_group(
+        self, urls: list[str]
+    ) -> AsyncIterator[tuple[int, PreparedImage | ImageTaggerError]]:
+        """Each URL's :meth:`load` answer, streamed as ``(index, answer)`` when it is ready.
+
+        One call for a group of concurrent requests (:mod:`imagetagger.grouping`): a
+        slow origin delays only its own answer. A bug on one URL answers that URL with
+        an internal error rather than ending the stream of the others.
+        """
+        loads = [asyncio.ensure_future(self._load_indexed(i, url)) for i, url in enumerate(urls)]
+        try:
+            for next_done in asyncio.as_completed(loads):
+                yield await next_done
+        finally:
+            for load in loads:
+                load.cancel()
+
+    async def _load_indexed(
+        self, index: int, url: str
+    ) -> tuple[int, PreparedImage | ImageTaggerError]:
+        try:
+            return index, await self.load(url)
+        except Exception:
+            logger.exception("unexpected error loading an image (%s)", _host(url))
+            return index, ImageTaggerError()
 
     async def _download(self, source: ImageSource) -> bytes | ImageTaggerError:
         """The image's bytes (an upload's as they are), or the client's error."""
