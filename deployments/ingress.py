@@ -17,7 +17,7 @@ carries many images (the calls, not the work, are what grouping saves on CPU).
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -55,12 +55,10 @@ from imagetagger.images import PreparedImage
 from imagetagger.predictions import select_predictions
 from imagetagger.response_cache import ResponseCache
 from imagetagger.schemas import (
-    BatchItemError,
     BatchRequest,
     BatchResponse,
     ImageURL,
     MinConf,
-    Prediction,
     PredictionResponse,
     ServiceInfo,
     Top,
@@ -127,6 +125,7 @@ BATCH_DEADLINE_GRACE_S = 1.0
 GROUP_SIZE = 16
 GROUPS_IN_FLIGHT = 4
 DOWNLOAD_SLOT_HOLD_S = 0.25
+INFERENCE_SLOT_HOLD_S = 1.0  # inference takes about the same short time for every image
 
 app = FastAPI(
     title="Image Tagger",
@@ -202,6 +201,10 @@ app.add_middleware(AccessMiddleware, access=_replica_access)
 app.add_middleware(RequestMiddleware)
 
 
+# The routes answer with a JSONResponse of plain dicts: the bytes FastAPI would make
+# from the response model, without validating the answer a second time on its way out
+# (the response models still document the routes in /openapi.json).
+
 # Serve pickles the ingress class (and the FastAPI app with it) when the class is
 # decorated, so every handler, middleware and helper the class uses is defined above it.
 
@@ -221,6 +224,12 @@ class ImageTagger:
             hold_s=DOWNLOAD_SLOT_HOLD_S,
         )
         self._model = model
+        self._inferences: StreamedGroups[np.ndarray, tuple[str, np.ndarray]] = StreamedGroups(
+            self._infer_group,
+            max_group=GROUP_SIZE,
+            max_groups=GROUPS_IN_FLIGHT,
+            hold_s=INFERENCE_SLOT_HOLD_S,
+        )
         self._model_name = model_name
         self._settings = IngressSettings()
         self._in_flight = 0
@@ -267,9 +276,9 @@ class ImageTagger:
         url: Annotated[ImageURL, Query(description="http(s) URL of the image.")],
         top: Annotated[Top | None, Query()] = None,
         minconf: Annotated[MinConf | None, Query()] = None,
-    ) -> PredictionResponse:
+    ) -> JSONResponse:
         predictions = await self._admit(lambda: self._predict_url(url, top, minconf))
-        return PredictionResponse(url=url, predictions=predictions)
+        return JSONResponse({"url": url, "predictions": predictions})
 
     @app.post(
         "/predictions",
@@ -284,10 +293,10 @@ class ImageTagger:
         file: Annotated[UploadFile, File(description="The image file.")],
         top: Annotated[Top | None, Query()] = None,
         minconf: Annotated[MinConf | None, Query()] = None,
-    ) -> UploadPredictionResponse:
+    ) -> JSONResponse:
         data = await self._read_upload(file)
         predictions = await self._admit(lambda: self._predict_bytes(data, top, minconf))
-        return UploadPredictionResponse(filename=file.filename, predictions=predictions)
+        return JSONResponse({"filename": file.filename, "predictions": predictions})
 
     @app.post(
         "/predictions/batch",
@@ -297,16 +306,16 @@ class ImageTagger:
         dependencies=GUARDED,
         max_body_size=MAX_BATCH_BODY_BYTES,
     )
-    async def predict_batch(self, body: BatchRequest) -> BatchResponse:
-        async def one(url: str) -> PredictionResponse | BatchItemError:
+    async def predict_batch(self, body: BatchRequest) -> JSONResponse:
+        async def one(url: str) -> dict[str, Any]:
             try:
                 predictions = await self._with_deadline(
                     self._predict_url(url, body.top, body.minconf)
                 )
             except Exception as exc:
                 error = _domain_error_or_raise(exc)
-                return BatchItemError(url=url, error=error.to_dict())
-            return PredictionResponse(url=url, predictions=predictions)
+                return {"url": url, "error": error.to_dict()}
+            return {"url": url, "predictions": predictions}
 
         # Each item has its own deadline; the whole request gets a little longer, so
         # a hung URL fails only its own item.
@@ -315,26 +324,26 @@ class ImageTagger:
             cost=len(body.urls),
             grace_s=BATCH_DEADLINE_GRACE_S,
         )
-        return BatchResponse(results=results)
+        return JSONResponse({"results": results})
 
     async def _predict_url(
         self, url: str, top: int | None, minconf: float | None
-    ) -> list[Prediction]:
+    ) -> list[dict[str, Any]]:
         return await self._tag(self._downloads.submit(url), top, minconf)
 
     async def _predict_bytes(
         self, data: bytes, top: int | None, minconf: float | None
-    ) -> list[Prediction]:
+    ) -> list[dict[str, Any]]:
         return await self._tag(self._downloader.load.remote(data), top, minconf)
 
-    @serve.batch(
-        max_batch_size=GROUP_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=GROUPS_IN_FLIGHT
-    )
-    async def _infer_grouped(self, images: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
-        """Each image's probabilities, with the identity of the model that gave them."""
+    async def _infer_group(
+        self, images: list[np.ndarray]
+    ) -> AsyncIterator[tuple[int, tuple[str, np.ndarray]]]:
+        """One model call for a group: each image's probabilities, with the model's identity."""
         identity, probabilities = await self._model.infer_many.remote(np.stack(images))
         self._model_identity = identity
-        return [(identity, row) for row in probabilities]
+        for index, row in enumerate(probabilities):
+            yield index, (identity, row)
 
     async def _probabilities(self, image: PreparedImage) -> np.ndarray:
         """The model's answer for ``image``: from the cache when it holds one."""
@@ -345,7 +354,7 @@ class ImageTagger:
                 metrics.cache_hits.inc()
                 return cached
             metrics.cache_misses.inc()
-        identity, probabilities = await self._infer_grouped(image.pixels)
+        identity, probabilities = await self._inferences.submit(image.pixels)
         if self._cache.max_bytes:
             self._cache.put(identity, image.digest, probabilities)
             stats = self._cache.stats()
@@ -358,7 +367,7 @@ class ImageTagger:
         load: Awaitable[PreparedImage | ImageTaggerError],
         top: int | None,
         minconf: float | None,
-    ) -> list[Prediction]:
+    ) -> list[dict[str, Any]]:
         """Labels for the Downloader's image; counts the outcome of every image.
 
         The crop comes back here and goes on to the model as a plain argument: measured
