@@ -193,7 +193,10 @@ def test_to_dict_is_json_ready() -> None:
 def test_a_call_costs_well_under_a_millisecond() -> None:
     probs = probabilities(Egyptian_cat=0.6)
     general_labels(probs, top=10)
-    start = time.perf_counter()
-    for _ in range(200):
-        general_labels(probs, top=10)
-    assert (time.perf_counter() - start) / 200 < 1e-3
+    batches = []
+    for _ in range(5):  # the best of 5 batches: other processes share these cores
+        start = time.perf_counter()
+        for _ in range(50):
+            general_labels(probs, top=10)
+        batches.append((time.perf_counter() - start) / 50)
+    assert min(batches) < 1e-3
