@@ -98,14 +98,19 @@ class ApiKeys:
                 presented.append(token.strip())
         if not presented:
             raise Unauthorized(MISSING_KEY)
-        ids = {self._match(key.strip()) for key in presented}
+        ids = {self.client_id(key.strip()) for key in presented}
         if None in ids or len(ids) != 1:
             raise Unauthorized(INVALID_KEY)
         (client,) = ids
         assert client is not None
         return client
 
-    def _match(self, key: str) -> str | None:
+    def client_id(self, key: str) -> str | None:
+        """The client id of ``key`` if it is one of the configured keys, else None.
+
+        The label-API routes (imagetagger/label_apis) present keys their own way
+        (``x-goog-api-key``, a SigV4 access key id) and check them here.
+        """
         if not key or len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
             return None
         digest = hashlib.sha256(key.encode("ascii")).digest()

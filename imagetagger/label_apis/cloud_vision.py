@@ -1,0 +1,315 @@
+"""Google Cloud Vision v1 ``POST /v1/images:annotate``, LABEL_DETECTION only.
+
+What the official client sends (``google-cloud-vision`` REST transport):
+``POST /v1/images:annotate?$alt=json;enum-encoding=int`` with
+``{"requests": [{"image": {"content": "<base64>"}, "features": [{"type": 4, "maxResults": 5}]}]}``;
+the feature type may also be its enum name (``"LABEL_DETECTION"``), field names lowerCamel
+or snake_case, as protobuf's JSON mapping allows. Up to 16 requests per call (Google's
+limit). Each request is answered on its own: ``{"labelAnnotations": [...]}``, ``{}`` when
+no label reaches the score floor, or ``{"error": <google.rpc.Status>}``, so one bad image
+fails only itself. A body that does not parse is one 400 in Google's error shape
+``{"error": {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}}``.
+
+Flow for the ingress: :func:`authenticate`, :func:`parse_request` (a :class:`LabelJob`
+or a per-request status each), tag each job, :func:`label_annotations` /
+:func:`rpc_status` per job, :func:`annotate_response`; a whole-call failure is
+:func:`http_error` -> :class:`VisionError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from imagetagger.errors import (
+    ForbiddenURL,
+    ImageTaggerError,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+    Unauthorized,
+    UnreachableURL,
+)
+from imagetagger.hierarchy import GeneralLabel, general_labels
+from imagetagger.label_apis.common import KeyMatcher, decode_base64, display_name
+from imagetagger.schemas import check_image_url
+
+MAX_REQUESTS = 16  # images per call, as Google
+DEFAULT_MAX_RESULTS = 10  # maxResults unset or 0, as Google
+#: Labels under this score are not answered: Google's own answers stop near 0.5 too, and
+#: the hierarchy's broad nodes pass it whenever the model is fairly sure of anything.
+MIN_SCORE = 0.5
+
+#: google.rpc.Code: name -> number, and the HTTP status each maps to (google/rpc/code.proto).
+RPC_CODES: dict[str, tuple[int, int]] = {
+    "INVALID_ARGUMENT": (3, 400),
+    "NOT_FOUND": (5, 404),
+    "PERMISSION_DENIED": (7, 403),
+    "RESOURCE_EXHAUSTED": (8, 429),
+    "UNIMPLEMENTED": (12, 501),
+    "INTERNAL": (13, 500),
+    "UNAVAILABLE": (14, 503),
+}
+
+#: google.cloud.vision.v1.Feature.Type.
+FEATURE_TYPES: dict[str, int] = {
+    "TYPE_UNSPECIFIED": 0,
+    "FACE_DETECTION": 1,
+    "LANDMARK_DETECTION": 2,
+    "LOGO_DETECTION": 3,
+    "LABEL_DETECTION": 4,
+    "TEXT_DETECTION": 5,
+    "SAFE_SEARCH_DETECTION": 6,
+    "IMAGE_PROPERTIES": 7,
+    "CROP_HINTS": 9,
+    "WEB_DETECTION": 10,
+    "DOCUMENT_TEXT_DETECTION": 11,
+    "PRODUCT_SEARCH": 12,
+    "OBJECT_LOCALIZATION": 19,
+}
+FEATURE_NAMES = {number: name for name, number in FEATURE_TYPES.items()}
+LABEL_DETECTION = FEATURE_TYPES["LABEL_DETECTION"]
+
+#: How each domain error reads inside one response's ``error`` (a google.rpc.Status).
+#: Unreachable and forbidden URIs keep the meaning of our own 404 and 403; a too-large
+#: image is an argument this service refuses, so INVALID_ARGUMENT, as a bad image.
+RPC_OF_ERROR: dict[type[ImageTaggerError], tuple[str, str]] = {
+    InvalidImage: ("INVALID_ARGUMENT", "Bad image data."),
+    ImageTooLarge: ("INVALID_ARGUMENT", "Image is larger than this service accepts."),
+    UnreachableURL: ("NOT_FOUND", "The image URI cannot be reached."),
+    ForbiddenURL: (
+        "PERMISSION_DENIED",
+        "The image URI resolves to an address that is not allowed.",
+    ),
+    Overloaded: ("UNAVAILABLE", "The service is overloaded; retry later."),
+    RateLimited: ("RESOURCE_EXHAUSTED", "Too many requests; retry later."),
+    InvalidRequest: ("INVALID_ARGUMENT", "The request is not valid."),
+}
+
+MISSING_KEY = "The request is missing a valid API key."
+INVALID_KEY = "API key not valid. Please pass a valid API key."
+
+
+class VisionError(Exception):
+    """A whole-call failure, answered as Google's ``{"error": {code, message, status}}``."""
+
+    def __init__(self, status: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.http_status = RPC_CODES[status][1]
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
+
+
+def _camel(snake: str) -> AliasChoices:
+    head, *rest = snake.split("_")
+    return AliasChoices(head + "".join(part.title() for part in rest), snake)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageSource(_Message):
+    image_uri: str | None = Field(None, validation_alias=_camel("image_uri"))
+    gcs_image_uri: str | None = Field(None, validation_alias=_camel("gcs_image_uri"))
+
+
+class Image(_Message):
+    content: bytes | None = None
+    source: ImageSource | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _base64(cls, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise PydanticCustomError("bytes_type", "Image content should be a base64 string")
+        try:
+            return decode_base64(value)
+        except ValueError:
+            raise PydanticCustomError("base64", "Image content is not valid base64") from None
+
+
+class Feature(_Message):
+    type: int = 0
+    max_results: int = Field(0, validation_alias=_camel("max_results"))
+    model: str | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _enum(cls, value: Any) -> int:
+        # protobuf JSON: the enum's name or its number; an unknown name does not parse.
+        if isinstance(value, str):
+            if value not in FEATURE_TYPES:
+                raise PydanticCustomError("enum", "Unknown feature type {value}", {"value": value})
+            return FEATURE_TYPES[value]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PydanticCustomError("enum", "Feature type should be a name or a number")
+        return value
+
+
+class AnnotateImageRequest(_Message):
+    image: Image | None = None
+    features: list[Feature] = []
+    image_context: dict[str, Any] | None = Field(None, validation_alias=_camel("image_context"))
+
+
+class BatchAnnotateImagesRequest(_Message):
+    requests: list[AnnotateImageRequest] = Field(min_length=1, max_length=MAX_REQUESTS)
+    parent: str | None = None
+    labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """One image to tag: its bytes, or an http(s) URI to fetch through the Downloader."""
+
+    content: bytes | None
+    uri: str | None
+    max_results: int
+
+
+def parse_request(
+    body: bytes | str, *, max_image_bytes: int | None = None
+) -> list[LabelJob | dict[str, Any]]:
+    """Each request of a call: a :class:`LabelJob`, or the google.rpc.Status it fails with.
+
+    Raises :class:`VisionError` (400 INVALID_ARGUMENT) when the body does not parse:
+    not JSON, an unknown field, bad base64, an unknown feature name, 0 or over 16 requests.
+    """
+    try:
+        batch = BatchAnnotateImagesRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise VisionError("INVALID_ARGUMENT", _describe(exc)) from None
+    return [_job(request, max_image_bytes) for request in batch.requests]
+
+
+def _describe(exc: ValidationError) -> str:
+    issues = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            issues.append(f"Unknown name {where!r}")
+        elif error["type"] == "json_invalid":
+            issues.append("the body is not JSON")
+        else:
+            issues.append(f"Invalid value at {where!r}: {error['msg']}")
+    return "Invalid JSON payload received. " + "; ".join(issues) + "."
+
+
+def _job(request: AnnotateImageRequest, max_image_bytes: int | None) -> LabelJob | dict[str, Any]:
+    if not request.features:
+        return _status("INVALID_ARGUMENT", "No feature is specified.")
+    unsupported = [f.type for f in request.features if f.type != LABEL_DETECTION]
+    if unsupported:
+        name = FEATURE_NAMES.get(unsupported[0])
+        if name is None:
+            return _status("INVALID_ARGUMENT", f"Unknown feature type {unsupported[0]}.")
+        return _status("UNIMPLEMENTED", f"{name} is not supported here; only LABEL_DETECTION.")
+    limits = [f.max_results for f in request.features]
+    max_results = max(limits) if max(limits) > 0 else DEFAULT_MAX_RESULTS
+    image = request.image
+    if image is not None and image.content:
+        if max_image_bytes is not None and len(image.content) > max_image_bytes:
+            return rpc_status(ImageTooLarge())
+        return LabelJob(image.content, None, max_results)
+    source = image.source if image is not None else None
+    if source is None or not (source.image_uri or source.gcs_image_uri):
+        return _status("INVALID_ARGUMENT", "No image is specified: set image.content or source.")
+    uri = source.image_uri or source.gcs_image_uri or ""
+    if uri.lower().startswith("gs://"):
+        return _status(
+            "INVALID_ARGUMENT", "gs:// URIs are not supported here; send an http(s) URI."
+        )
+    try:
+        check_image_url(uri)
+    except PydanticCustomError as exc:
+        return _status("INVALID_ARGUMENT", f"Invalid image URI: {exc.message()}.")
+    return LabelJob(None, uri, max_results)
+
+
+def _status(name: str, message: str) -> dict[str, Any]:
+    return {"code": RPC_CODES[name][0], "message": message}
+
+
+def rpc_status(error: ImageTaggerError) -> dict[str, Any]:
+    """The google.rpc.Status of one request that failed with ``error``."""
+    name, message = RPC_OF_ERROR.get(type(error), ("INTERNAL", "Internal error."))
+    return _status(name, message)
+
+
+def http_error(error: ImageTaggerError) -> VisionError:
+    """The whole call's error answer for ``error`` (rate limit, overload, a body cap...)."""
+    if isinstance(error, Unauthorized):
+        return VisionError("PERMISSION_DENIED", INVALID_KEY)
+    name, message = RPC_OF_ERROR.get(type(error), ("INTERNAL", "Internal error."))
+    return VisionError(name, message, error.headers)
+
+
+def authenticate(
+    keys: KeyMatcher | None, header_values: Sequence[str], query_values: Sequence[str]
+) -> str | None:
+    """The caller's client id, from every ``x-goog-api-key`` header and ``key`` parameter.
+
+    None when keys are off. Raises :class:`VisionError` 403 PERMISSION_DENIED when no key
+    is sent (as Google does), and for a wrong key or repeated keys that differ (Google
+    answers 400 API_KEY_INVALID there; a 403 keeps 400 for bodies). Never a 401: the
+    official client's session takes a 401 as "refresh the credentials" and fails on that
+    instead of reporting the answer.
+    """
+    if keys is None:
+        return None
+    presented = {value.strip() for value in (*header_values, *query_values)}
+    if not presented:
+        raise VisionError("PERMISSION_DENIED", MISSING_KEY)
+    ids = {keys.client_id(key) for key in presented}
+    if None in ids or len(ids) != 1:
+        raise VisionError("PERMISSION_DENIED", INVALID_KEY)
+    (client,) = ids
+    return client
+
+
+def label_annotations(labels: Sequence[GeneralLabel]) -> list[dict[str, Any]]:
+    """Cloud Vision's EntityAnnotations for general labels, in their order.
+
+    ``mid`` is the WordNet 3.0 synset id ("n02121620"), stable across releases;
+    ``topicality`` equals ``score`` (there is one image-level confidence to give).
+    """
+    return [
+        {
+            "mid": label.id,
+            "description": display_name(label.name),
+            "score": label.confidence,
+            "topicality": label.confidence,
+        }
+        for label in labels
+    ]
+
+
+def image_labels(
+    probabilities: np.ndarray, max_results: int, *, min_score: float = MIN_SCORE
+) -> dict[str, Any]:
+    """One request's AnnotateImageResponse: its best labels with score >= ``min_score``."""
+    labels = general_labels(probabilities, top=max_results, minconf=min_score)
+    return {"labelAnnotations": label_annotations(labels)} if labels else {}
+
+
+def annotate_response(responses: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The call's answer: one AnnotateImageResponse per request, in request order.
+
+    Each item is :func:`image_labels`' answer or a status from :func:`rpc_status`
+    (or from :func:`parse_request`); a status goes into that response's ``error``.
+    """
+    return {"responses": [item if "code" not in item else {"error": item} for item in responses]}
