@@ -348,8 +348,10 @@ class ImageTagger:
     async def _probabilities(self, image: PreparedImage) -> np.ndarray:
         """The model's answer for ``image``: from the cache when it holds one."""
         metrics = ingress_metrics()
-        if self._model_identity is not None and self._cache.max_bytes:
-            cached = self._cache.get(self._model_identity, image.digest)
+        if self._cache.max_bytes:
+            # Before the model's first answer its identity (the key) is unknown: a miss.
+            identity = self._model_identity
+            cached = None if identity is None else self._cache.get(identity, image.digest)
             if cached is not None:
                 metrics.cache_hits.inc()
                 return cached

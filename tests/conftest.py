@@ -3,9 +3,11 @@ and warmed once per run.
 
 Markers (``make test-fast`` runs what has none of them, ``make test`` everything):
 ``service`` for a Ray cluster with the app deployed (everything under
-``tests/service``), ``ray`` for a local Ray (the bulk job), ``models`` for real weights
-and model conversions. A test gets ``service`` and ``ray`` here, from where it is and
-what it uses; ``models`` is set by the test modules, and here for the model fixtures.
+``tests/service``), ``ray`` for any other Ray (the bulk job's local Ray, the multi-node
+clusters of ``tests/cluster``), ``models`` for real weights and model conversions. A
+test gets ``service`` and ``ray`` here, from where it is and what it uses; ``models`` is
+set by the test modules, and here for the model fixtures. ``tests/test_markers.py``
+checks that ``make test-fast`` collects no test that starts Ray.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 SERVICE_TESTS = Path(__file__).parent / "service"
+#: Modules that start Ray clusters of their own (in child processes), fixtures aside.
+RAY_MODULES = frozenset({Path(__file__).parent / "test_cluster.py"})
 MODEL_FIXTURES = frozenset(
     f"{name}_{kind}"
     for name in ("lite0", "lite2")
@@ -27,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if SERVICE_TESTS in item.path.parents:
             item.add_marker(pytest.mark.service)
-        if "local_ray" in fixtures:
+        if "local_ray" in fixtures or item.path in RAY_MODULES:
             item.add_marker(pytest.mark.ray)
         if fixtures & MODEL_FIXTURES:
             item.add_marker(pytest.mark.models)
