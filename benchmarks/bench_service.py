@@ -1,31 +1,41 @@
 """`make bench`: the service against the peers a user would compare it with, side by side.
 
 For each model and each precision of the served runtime, one run measures, with only
-one server running at a time (:mod:`benchmarks.launch`):
+one server running at a time (:mod:`benchmarks.launch`), on each workload in turn
+(``--workloads``, by default ``unique``, 100 512-px photos, and ``phone``, the same
+photos at 12 MP, :mod:`benchmarks.photos`):
 
-a. the bare pipeline in-process (:func:`benchmarks.measure.measure_bare`), in
-   TensorFlow (its best batch size) and in the served runtime: model images/s, batch-1
-   latency, decode + crop per photo, and the serial ceiling they allow;
+a. the bare pipeline in-process (:mod:`benchmarks.measure`), in TensorFlow (its best
+   batch size) and in the served runtime: model images/s and batch-1 latency (once),
+   the service's decode + crop per photo of each workload, and the serial ceiling they
+   allow;
 b. the service, started as ``make run`` starts it (``imagetagger serve``);
 c. the one-process LiteRT server (``litert_server.py``: the headline peer) on the
    same runtime options as the service;
 d. the naive one-process TensorFlow server (``naive_server.py``);
 e. Ray's floor (``floor_app.py``): the service's three deployments with no work in
-   them, in the service's deployment options and serving mode;
-f. the service on the ``repeat`` workload (one photo, same URL and bytes) at c=32.
+   them, in the service's deployment options and serving mode; it fetches nothing, so
+   it runs on the first workload only and every report shows that measurement;
+f. the service on the ``repeat`` workload (one photo, same URL and bytes) at c=32,
+   right after the ``unique`` levels (:func:`repeat_base`).
 
-Each server runs the same closed-loop load (:mod:`benchmarks.load`) at each concurrency
-on the chosen workload (``unique`` by default: a new URL and new bytes per request,
-:mod:`benchmarks.photos`); its memory (PSS of every process) and CPU per request of
-every process are measured (:mod:`benchmarks.procs`). The TensorFlow measurements, the
-naive server and the floor do not depend on the precision and run once per model. The
-report (:mod:`benchmarks.report`) is printed and written to
-``benchmarks/results/<date>-<model>[-int8][-<workload>][-quick].{md,json,png}``.
+Each server starts once and runs the same closed-loop load (:mod:`benchmarks.load`) at
+each concurrency on each workload, one after the other; its memory (PSS of every
+process, the peak per workload) and CPU per request of every process are measured
+(:mod:`benchmarks.procs`). Both peers decode every photo in full, as a user's server
+would; the service decodes big JPEGs at a reduced DCT scale, its design. The TensorFlow
+measurements, the naive server and the floor do not depend on the precision and run
+once per model. One report (:mod:`benchmarks.report`) per model, precision and
+workload is printed and written to
+``benchmarks/results/<date>-<model>[-int8][-<workload>][-quick].{md,json,png}`` (the
+``unique`` workload unnamed: ``...-efficientnet_lite2.md`` beside
+``...-efficientnet_lite2-phone.md``).
 
 Usage::
 
     python -m benchmarks.bench_service                          # lite2, float32 and int8
     python -m benchmarks.bench_service --quick --precisions float32 --concurrency 1 8
+    python -m benchmarks.bench_service --workloads phone --no-naive --no-floor
 """
 
 from __future__ import annotations
@@ -51,15 +61,21 @@ from benchmarks.launch import (
     run_service,
     served_options,
 )
-from benchmarks.measure import LoadSettings, measure_bare, measure_level, measure_load
+from benchmarks.measure import (
+    LoadSettings,
+    measure_decode,
+    measure_level,
+    measure_load,
+    measure_model,
+    with_decode,
+)
 from benchmarks.model_throughput import machine_info
 from benchmarks.photos import (
-    DEFAULT_WORKLOAD,
+    PHONE_SIDE,
     WORKLOADS,
-    Photo,
     PhotoServer,
-    build_photo_set,
-    build_unique_set,
+    photos_for,
+    workload_photos,
 )
 from benchmarks.procs import memory_snapshot
 from benchmarks.report import TARGET_CONCURRENCY, evaluate_targets, render_markdown, write_report
@@ -69,6 +85,8 @@ from imagetagger.models.specs import get_spec
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_MODELS = ("efficientnet_lite2",)
 DEFAULT_PRECISIONS = ("float32", "int8")
+#: make bench's workloads: small web images, and phone photos (where decoding dominates).
+DEFAULT_WORKLOADS = ("unique", "phone")
 #: What each --no-NAME flag skips.
 SERVERS = {
     "service": "the service (imagetagger serve)",
@@ -86,35 +104,53 @@ class Settings:
     model_seconds: float
     prepare_repeats: int
     quick: bool
-    workload: str
+    workloads: tuple[str, ...]  # measured in this order, each server started once
     servers: frozenset[str]  # which of SERVERS to run
 
 
-def workload_photos(workload: str) -> tuple[Photo, ...]:
-    """The photos a workload's requests carry (for the bare pipeline's decode time)."""
-    if workload == "mixed":
-        return build_photo_set()
-    unique = build_unique_set()
-    return unique[:1] if workload == "repeat" else unique
+def repeat_base(workloads: Sequence[str]) -> str | None:
+    """The workload the ``repeat`` level is measured after and compared with: the first
+    one that is neither ``repeat`` nor ``phone`` (whose 12-MP photos are not the repeat
+    photo's size), None when there is none."""
+    return next((w for w in workloads if w not in ("repeat", "phone")), None)
 
 
 def photos_description(workload: str) -> str:
     photos = workload_photos(workload)
     if workload == "unique":
         return f"{len(photos)} 512x512 JPEG photos, a unique URL and unique bytes per request"
+    if workload == "phone":
+        return (
+            f"the same {len(photos)} photos as {PHONE_SIDE}x{PHONE_SIDE} JPEGs (12 MP, "
+            "quality 90), a unique URL and unique bytes per request; the peers decode "
+            "in full, the service at a reduced DCT scale"
+        )
     if workload == "repeat":
         return "one 512x512 JPEG photo, the same URL and bytes every request"
     return f"{len(photos)} photos round-robin, 256x256 to 4000x3000, JPEG and PNG"
 
 
-def _measure(server: RunningServer, photos: PhotoServer, settings: Settings) -> dict[str, Any]:
-    measured = measure_load(
+def _photo_server_pid(photos: PhotoServer) -> int | None:
+    return photos.process.pid if photos.process else None
+
+
+def _measure(
+    server: RunningServer, photos: PhotoServer, workload: str, settings: Settings
+) -> dict[str, Any]:
+    print(f"  {server.name}: {workload} workload", flush=True)
+    return measure_load(
         server,
-        photos.workload(settings.workload),
+        photos.workload(workload),
         settings.load,
-        photo_server_pid=photos.process.pid if photos.process else None,
+        photo_server_pid=_photo_server_pid(photos),
     )
-    return measured
+
+
+def _measure_all(
+    server: RunningServer, photos: PhotoServer, settings: Settings
+) -> dict[str, dict[str, Any]]:
+    """One server on every workload, in turn."""
+    return {w: _measure(server, photos, w, settings) for w in settings.workloads}
 
 
 def _with_stop(measured: dict[str, Any], server: RunningServer) -> dict[str, Any]:
@@ -124,18 +160,46 @@ def _with_stop(measured: dict[str, Any], server: RunningServer) -> dict[str, Any
     return measured
 
 
-def _bare(model: str, options: RuntimeOptions, settings: Settings) -> dict[str, Any]:
-    print(f"[{model}] bare pipeline, {options.runtime} {options.precision}", flush=True)
-    bare = measure_bare(
-        model,
-        options,
-        workload_photos(settings.workload),
-        batch_sizes=settings.batch_sizes,
-        model_seconds=settings.model_seconds,
-        prepare_repeats=settings.prepare_repeats,
+def _all_with_stop(
+    measured: dict[str, dict[str, Any]], server: RunningServer
+) -> dict[str, dict[str, Any]]:
+    return {w: _with_stop(m, server) for w, m in measured.items()}
+
+
+def _model_part(model: str, options: RuntimeOptions, settings: Settings) -> dict[str, Any]:
+    print(f"[{model}] bare model, {options.runtime} {options.precision}", flush=True)
+    part = measure_model(
+        model, options, batch_sizes=settings.batch_sizes, model_seconds=settings.model_seconds
     )
-    print(f"  {json.dumps({k: v for k, v in bare.items() if k != 'decode_ms'})}", flush=True)
-    return bare
+    print(f"  {json.dumps(part)}", flush=True)
+    return part
+
+
+def _decode_times(model: str, settings: Settings) -> dict[str, dict[str, float]]:
+    """The service's decode + crop per photo, per workload (independent of the runtime)."""
+    times = {}
+    for workload in settings.workloads:
+        found = measure_decode(model, workload_photos(workload), repeats=settings.prepare_repeats)
+        mean_ms = 1000 * sum(found.values()) / len(found)
+        print(f"[{model}] decode + crop, {workload}: {mean_ms:.1f} ms per photo", flush=True)
+        times[workload] = found
+    return times
+
+
+def _measure_repeat(
+    server: RunningServer, photos: PhotoServer, settings: Settings
+) -> dict[str, Any]:
+    """The ``repeat`` workload at c=32 (or the highest concurrency measured)."""
+    concurrencies = settings.load.concurrencies
+    found = measure_level(
+        server,
+        photos.workload("repeat"),
+        TARGET_CONCURRENCY if TARGET_CONCURRENCY in concurrencies else max(concurrencies),
+        settings.load,
+        photo_server_pid=_photo_server_pid(photos),
+        label=" (repeat)",
+    )
+    return {"levels": [found], "memory": memory_snapshot(server.token)}
 
 
 def measure_service(
@@ -146,28 +210,66 @@ def measure_service(
     *,
     config_source: Path,
     workdir: Path,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The service on the workload, then (unless off) on ``repeat`` at c=32 (or the
-    highest concurrency measured, when 32 is not)."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """The service on every workload, with (unless off) the ``repeat`` level right
+    after :func:`repeat_base`'s, in one service instance."""
     print(f"[{model}] service (imagetagger serve), {precision}", flush=True)
+    base = repeat_base(settings.workloads) if "repeat" in settings.servers else None
+    measured: dict[str, dict[str, Any]] = {}
     repeat = None
     with run_service(config_source, workdir, model=model, precision=precision) as server:
-        service = _measure(server, photos, settings)
-        if "repeat" in settings.servers and settings.workload != "repeat":
-            concurrencies = settings.load.concurrencies
-            found = measure_level(
-                server,
-                photos.workload("repeat"),
-                TARGET_CONCURRENCY if TARGET_CONCURRENCY in concurrencies else max(concurrencies),
-                settings.load,
-                photo_server_pid=photos.process.pid if photos.process else None,
-                label=" (repeat)",
-            )
-            memory = memory_snapshot(server.token)
-            repeat = {"levels": [found], "memory": memory}
-            if memory["pss_bytes"] > service["memory"]["pss_bytes"]:
-                service["memory"] = memory
-    return _with_stop(service, server), repeat
+        for workload in settings.workloads:
+            measured[workload] = _measure(server, photos, workload, settings)
+            if workload == base:
+                repeat = _measure_repeat(server, photos, settings)
+                if repeat["memory"]["pss_bytes"] > measured[workload]["memory"]["pss_bytes"]:
+                    measured[workload]["memory"] = repeat["memory"]
+    return _all_with_stop(measured, server), repeat
+
+
+def _run_settings(
+    settings: Settings, config_source: Path, served: RuntimeOptions
+) -> dict[str, Any]:
+    return {
+        "concurrencies": list(settings.load.concurrencies),
+        "duration_s": settings.load.duration_s,
+        "warmup_s": settings.load.warmup_s,
+        "batch_sizes": list(settings.batch_sizes),
+        "top": settings.load.top,
+        "quick": settings.quick,
+        "serve_config": str(config_source.relative_to(ROOT))
+        if config_source.is_relative_to(ROOT)
+        else str(config_source),
+        "served_options": dataclasses.asdict(served),
+    }
+
+
+def build_report(
+    model: str,
+    precision: str,
+    workload: str,
+    run_settings: dict[str, Any],
+    bare: tuple[dict[str, Any], dict[str, Any]],
+    servers: dict[str, dict[str, Any] | None],
+) -> dict[str, Any]:
+    """One report: ``bare`` is (TensorFlow, served runtime) on this workload's photos;
+    ``servers`` holds ``service``, ``service_repeat``, ``peer``, ``naive`` and
+    ``floor`` (None where not run)."""
+    report = {
+        "model": model,
+        "precision": precision,
+        "workload": workload,
+        "date": datetime.date.today().isoformat(),
+        "settings": run_settings,
+        "photos": len(workload_photos(workload)),
+        "photos_description": photos_description(workload),
+        "machine": machine_info(),
+        "bare_tensorflow": bare[0],
+        "bare_served": bare[1],
+        **servers,
+    }
+    report["targets"] = evaluate_targets(report)
+    return report
 
 
 def bench_model(
@@ -179,66 +281,62 @@ def bench_model(
     workdir: Path,
     precisions: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """One report per precision; TensorFlow, the naive server and the floor run once."""
+    """One report per precision and workload; TensorFlow, the naive server and the floor
+    run once per model (the floor on the first workload only: it fetches nothing)."""
     config = load_config(config_source)
-    bare_tf = _bare(model, RuntimeOptions(runtime="tensorflow"), settings)
-    naive = floor = None
+    decode = _decode_times(model, settings)
+    tf_part = _model_part(model, RuntimeOptions(runtime="tensorflow"), settings)
+    naive: dict[str, dict[str, Any]] = {}
+    floor = None
     if "naive" in settings.servers:
         print(f"[{model}] naive TensorFlow server", flush=True)
         with run_naive(model, workdir) as server:
-            naive = _measure(server, photos, settings)
-        naive = _with_stop(naive, server)
+            naive = _measure_all(server, photos, settings)
+        naive = _all_with_stop(naive, server)
     if "floor" in settings.servers:
         print(f"[{model}] Ray floor (imagetagger serve of floor_app)", flush=True)
         input_size = get_spec(model).input_size
         with run_floor(config_source, workdir, input_size=input_size) as server:
-            floor = _measure(server, photos, settings)
+            floor = _measure(server, photos, settings.workloads[0], settings)
         floor = _with_stop(floor, server)
 
     reports = []
     for precision in precisions:
         served = served_options(config, precision)
-        bare_served = bare_tf if served.runtime == "tensorflow" else _bare(model, served, settings)
-        peer = service = repeat = None
+        served_part = (
+            tf_part if served.runtime == "tensorflow" else _model_part(model, served, settings)
+        )
+        peer: dict[str, dict[str, Any]] = {}
+        service: dict[str, dict[str, Any]] = {}
+        repeat = None
         if "peer" in settings.servers and served.runtime == "litert":
             print(f"[{model}] LiteRT one-process server, {precision}", flush=True)
             with run_peer(model, served, workdir) as server:
-                peer = _measure(server, photos, settings)
-            peer = _with_stop(peer, server)
+                peer = _measure_all(server, photos, settings)
+            peer = _all_with_stop(peer, server)
         if "service" in settings.servers:
             service, repeat = measure_service(
                 model, precision, photos, settings, config_source=config_source, workdir=workdir
             )
-        report = {
-            "model": model,
-            "precision": precision,
-            "workload": settings.workload,
-            "date": datetime.date.today().isoformat(),
-            "settings": {
-                "concurrencies": list(settings.load.concurrencies),
-                "duration_s": settings.load.duration_s,
-                "warmup_s": settings.load.warmup_s,
-                "batch_sizes": list(settings.batch_sizes),
-                "top": settings.load.top,
-                "quick": settings.quick,
-                "serve_config": str(config_source.relative_to(ROOT))
-                if config_source.is_relative_to(ROOT)
-                else str(config_source),
-                "served_options": dataclasses.asdict(served),
-            },
-            "photos": len(workload_photos(settings.workload)),
-            "photos_description": photos_description(settings.workload),
-            "machine": machine_info(),
-            "bare_tensorflow": bare_tf,
-            "bare_served": bare_served,
-            "service": service,
-            "service_repeat": repeat,
-            "peer": peer,
-            "naive": naive,
-            "floor": floor,
-        }
-        report["targets"] = evaluate_targets(report)
-        reports.append(report)
+        run_settings = _run_settings(settings, config_source, served)
+        for workload in settings.workloads:
+            bare_tf = with_decode(tf_part, decode[workload])
+            # The same object when the service serves TensorFlow: the report shows it once.
+            bare_served = (
+                bare_tf if served_part is tf_part else with_decode(served_part, decode[workload])
+            )
+            servers = {
+                "service": service.get(workload),
+                "service_repeat": repeat if workload == repeat_base(settings.workloads) else None,
+                "peer": peer.get(workload),
+                "naive": naive.get(workload),
+                "floor": floor,
+            }
+            reports.append(
+                build_report(
+                    model, precision, workload, run_settings, (bare_tf, bare_served), servers
+                )
+            )
     return reports
 
 
@@ -259,7 +357,14 @@ def parse_settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, S
         default=list(DEFAULT_PRECISIONS),
         help="precisions to serve (imagetagger serve --precision), one report each",
     )
-    parser.add_argument("--workload", choices=WORKLOADS, default=DEFAULT_WORKLOAD)
+    parser.add_argument(
+        "--workloads",
+        "--workload",
+        nargs="+",
+        choices=WORKLOADS,
+        default=list(DEFAULT_WORKLOADS),
+        help="workloads to measure, in this order, one report each (default: unique phone)",
+    )
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="short run: shorter levels")
     for name, what in SERVERS.items():
@@ -280,10 +385,16 @@ def parse_settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, S
         model_seconds=1.0 if quick else 3.0,
         prepare_repeats=3 if quick else 10,
         quick=quick,
-        workload=args.workload,
+        workloads=tuple(dict.fromkeys(args.workloads)),  # in order, each once
         servers=frozenset(n for n in SERVERS if not getattr(args, f"no_{n}")),
     )
     return args, settings
+
+
+def photo_workloads(settings: Settings) -> tuple[str, ...]:
+    """The workloads whose photos the run's photo server must serve."""
+    repeat = "repeat" in settings.servers and repeat_base(settings.workloads) is not None
+    return settings.workloads + (("repeat",) if repeat else ())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     outputs = []
     with (
         tempfile.TemporaryDirectory(prefix="imagetagger-bench-") as workdir,
-        PhotoServer() as photos,
+        PhotoServer(photos_for(photo_workloads(settings))) as photos,
     ):
         for model in args.models:
             reports = bench_model(

@@ -29,6 +29,7 @@ from benchmarks.procs import (
     process_cpu_seconds,
 )
 from imagetagger.models.runtimes import RuntimeOptions
+from imagetagger.models.specs import get_spec
 
 WARM_UP_REQUESTS = 12
 
@@ -139,25 +140,22 @@ def measure_load(
 # --------------------------------------------------------------------------- bare pipeline
 
 
-def measure_bare(
+def measure_model(
     model: str,
     options: RuntimeOptions,
-    photos: Sequence[Photo],
     *,
     batch_sizes: Sequence[int],
     model_seconds: float,
-    prepare_repeats: int,
 ) -> dict[str, Any]:
-    """Model images/s on decoded inputs, batch-1 latency, and decode + crop per photo.
+    """Model images/s on decoded inputs and batch-1 latency (no photo involved, so one
+    measurement serves every workload: :func:`with_decode` adds a workload's decode).
 
     TensorFlow runs one call at a time at each batch size (the best is kept); LiteRT
     runs batch 1 from as many threads as the options have interpreters, as served.
-    Each serial ceiling is ``1 / (1 / model_img_s + decode_s_per_photo)`` req/s.
     """
     from imagetagger.models.runtimes import load_model
 
     classifier = load_model(model, options)
-    spec = classifier.spec
     batch1 = time_model(classifier, 1, min_time_s=model_seconds, max_iterations=500)
     if options.runtime == "litert":
         workers = options.interpreters
@@ -168,26 +166,38 @@ def measure_bare(
             b: time_model(classifier, b, min_time_s=model_seconds, max_iterations=500).images_per_s
             for b in sorted(set(batch_sizes) - {1})
         }
-    decode_s = [
-        time_prepare(p.data, spec.input_size, spec.crop_padding, repeats=prepare_repeats)
-        for p in photos
-    ]
+    input_size = classifier.spec.input_size
     del classifier
     gc.collect()
-
     best_batch = max(batches, key=lambda b: batches[b])
-    model_img_s = batches[best_batch]
-    decode_mean_s = statistics.fmean(decode_s)
     return {
         "runtime": options.runtime,
         "options": dataclasses.asdict(options),
         "workers": workers,
-        "input_size": spec.input_size,
+        "input_size": input_size,
         "batches": {b: round(rate, 2) for b, rate in batches.items()},
         "best_batch": best_batch,
-        "model_img_s": round(model_img_s, 2),
+        "model_img_s": round(batches[best_batch], 2),
         "batch1_ms": round(1000 * batch1.median_s, 2),
+    }
+
+
+def measure_decode(model: str, photos: Sequence[Photo], *, repeats: int) -> dict[str, float]:
+    """Seconds of the service's decode + crop (``prepare_image``) per photo, by name."""
+    spec = get_spec(model)
+    return {
+        p.name: time_prepare(p.data, spec.input_size, spec.crop_padding, repeats=repeats)
+        for p in photos
+    }
+
+
+def with_decode(model_part: dict[str, Any], decode_s: dict[str, float]) -> dict[str, Any]:
+    """A bare pipeline: the model's figures, a workload's decode + crop per photo, and
+    the serial ceiling they allow, ``1 / (1 / model_img_s + decode_s_per_photo)`` req/s."""
+    decode_mean_s = statistics.fmean(decode_s.values())
+    return {
+        **model_part,
         "decode_ms_mean": round(1000 * decode_mean_s, 2),
-        "decode_ms": {p.name: round(1000 * s, 2) for p, s in zip(photos, decode_s, strict=True)},
-        "ceiling_req_s": round(1.0 / (1.0 / model_img_s + decode_mean_s), 2),
+        "decode_ms": {name: round(1000 * s, 2) for name, s in decode_s.items()},
+        "ceiling_req_s": round(1.0 / (1.0 / model_part["model_img_s"] + decode_mean_s), 2),
     }

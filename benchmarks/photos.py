@@ -2,13 +2,16 @@
 
 Real photographs shipped with scikit-image (no download), encoded the same way on every
 run, so figures from different runs and machines see the same bytes for a given Pillow
-version. Three workloads:
+version. Four workloads:
 
 - ``unique`` (the default of ``make bench``): 100 512x512 JPEGs (quality 90), varied
   crops and flips of the colour sample photos, each request a new URL
   ``/u/<photo>/<counter>.jpg`` whose bytes are the photo with a JPEG comment segment
   holding the counter: a unique URL and unique bytes per request (nothing a cache keyed
   by URL or bytes can answer), at the cost of one small copy per request;
+- ``phone``: the same 100 crops at 3464x3464 (12 MP, quality 90, what a phone takes),
+  ``/u/<photo>/<counter>.jpg`` alike (their own names, so their own URLs): the
+  workload where decoding, not serving, is the cost;
 - ``repeat``: one of those photos, the same URL and bytes every request (what a
   response cache answers);
 - ``mixed``: the older set of twelve, from a 256x256 thumbnail up to 12-megapixel
@@ -34,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,8 +49,10 @@ from PIL import Image, ImageOps
 
 LOOPBACK = "127.0.0.1"
 
-WORKLOADS = ("unique", "repeat", "mixed")
+WORKLOADS = ("unique", "phone", "repeat", "mixed")
 DEFAULT_WORKLOAD = "unique"
+#: Workloads whose every request has a new URL and new bytes.
+UNIQUE_WORKLOADS = frozenset({"unique", "phone"})
 
 #: Colour sample photos the ``unique`` set is cut from.
 UNIQUE_SOURCES = (
@@ -64,6 +69,7 @@ UNIQUE_SOURCES = (
 UNIQUE_COUNT = 100
 UNIQUE_SIDE = 512
 UNIQUE_PREFIX = "/u/"
+PHONE_SIDE = 3464  # 3464 x 3464 = 12.0 megapixels, a phone camera's count
 
 #: (source, width, height, format): the ``mixed`` set, in the order requests cycle it.
 PHOTO_SET: tuple[tuple[str, int, int, str], ...] = (
@@ -139,16 +145,16 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@functools.cache
-def build_unique_set(count: int = UNIQUE_COUNT, side: int = UNIQUE_SIDE) -> tuple[Photo, ...]:
-    """``count`` side x side JPEGs: square crops (55-100% of the short side, anywhere in
-    the picture), about half of them mirrored, of :data:`UNIQUE_SOURCES` in turn.
+def _square_crops(count: int) -> Iterator[tuple[str, Image.Image]]:
+    """(source name, crop) ``count`` times: square crops (55-100% of the short side,
+    anywhere in the picture, at the source's resolution), about half of them mirrored,
+    of :data:`UNIQUE_SOURCES` in turn.
 
-    The crops come from a seeded generator, so every run builds the same bytes.
+    The crops come from a seeded generator, so every run (and every set cut from them)
+    gets the same ones.
     """
     rng = np.random.default_rng(20261201)
     sources = {name: source_image(name).convert("RGB") for name in UNIQUE_SOURCES}
-    photos = []
     for index in range(count):
         name = UNIQUE_SOURCES[index % len(UNIQUE_SOURCES)]
         image = sources[name]
@@ -159,34 +165,61 @@ def build_unique_set(count: int = UNIQUE_COUNT, side: int = UNIQUE_SIDE) -> tupl
         cut = image.crop((left, top, left + crop, top + crop))
         if rng.random() < 0.5:
             cut = ImageOps.mirror(cut)
-        cut = cut.resize((side, side), Image.Resampling.LANCZOS)
-        photos.append(
-            Photo(
-                name=f"u{index + 1:03d}-{name}.jpg",
-                data=_jpeg(cut),
-                width=side,
-                height=side,
-                content_type="image/jpeg",
-            )
+        yield name, cut
+
+
+def _square_set(
+    prefix: str, count: int, side: int, resample: Image.Resampling
+) -> tuple[Photo, ...]:
+    """The crops of :func:`_square_crops`, resized to side x side, as JPEGs (quality 90)
+    named ``<prefix><NNN>-<source>.jpg``."""
+    return tuple(
+        Photo(
+            name=f"{prefix}{index:03d}-{name}.jpg",
+            data=_jpeg(cut.resize((side, side), resample)),
+            width=side,
+            height=side,
+            content_type="image/jpeg",
         )
-    return tuple(photos)
+        for index, (name, cut) in enumerate(_square_crops(count), start=1)
+    )
+
+
+@functools.cache
+def build_unique_set(count: int = UNIQUE_COUNT, side: int = UNIQUE_SIDE) -> tuple[Photo, ...]:
+    """``count`` side x side JPEGs of :func:`_square_crops` (Lanczos: they shrink)."""
+    return _square_set("u", count, side, Image.Resampling.LANCZOS)
+
+
+@functools.cache
+def build_phone_set(count: int = UNIQUE_COUNT, side: int = PHONE_SIDE) -> tuple[Photo, ...]:
+    """The ``unique`` set's photos as phone photos: the same crops at side x side
+    (12 MP by default), quality 90, named ``p<NNN>-<source>.jpg``.
+
+    Bicubic, not Lanczos: the crops grow 2.5-21x, where the two look alike and bicubic
+    builds the set in half the time (100 photos, ~100 MB: tens of seconds, once per
+    process). Upscaled, they are smoother than a camera's (about 1 MB each, where a
+    phone writes 3-5 MB); decoding costs mostly per pixel, which is what they test.
+    """
+    return _square_set("p", count, side, Image.Resampling.BICUBIC)
 
 
 def with_comment(jpeg: bytes, text: bytes) -> bytes:
     """``jpeg`` with a COM segment holding ``text`` right after its SOI marker.
 
     Decoders skip comment segments, so the pixels are the same; the bytes (and any
-    digest of them) are not. Cheap: one copy of the file.
+    digest of them) are not. Cheap: one copy of the file (a phone photo is megabytes).
     """
     if jpeg[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG (no SOI marker)")
     if len(text) > 0xFFFF - 2:
         raise ValueError("a JPEG comment holds at most 65533 bytes")
-    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+    segment = b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
+    return b"".join((jpeg[:2], segment, memoryview(jpeg)[2:]))
 
 
 def unique_path(photo_name: str, counter: int) -> str:
-    """The ``unique`` workload's path of request ``counter`` for one photo."""
+    """The path of request ``counter`` for one photo (``unique`` and ``phone``)."""
     return f"{UNIQUE_PREFIX}{Path(photo_name).stem}/{counter}.jpg"
 
 
@@ -224,6 +257,27 @@ def build_photo_set() -> tuple[Photo, ...]:
     return tuple(photos)
 
 
+def workload_photos(workload: str) -> tuple[Photo, ...]:
+    """The photos a workload's requests carry (``phone``: built on first use)."""
+    if workload == "mixed":
+        return build_photo_set()
+    if workload == "phone":
+        return build_phone_set()
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; choose one of {WORKLOADS}")
+    unique = build_unique_set()
+    return unique[:1] if workload == "repeat" else unique
+
+
+def photos_for(workloads: Iterable[str]) -> tuple[Photo, ...]:
+    """Every photo of ``workloads``, once each (what a :class:`PhotoServer` for them
+    serves)."""
+    photos: dict[str, Photo] = {}
+    for workload in workloads:
+        photos.update((photo.name, photo) for photo in workload_photos(workload))
+    return tuple(photos.values())
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port nobody listens on right now (the usual bind-to-0 probe)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -249,7 +303,8 @@ def wait_until_ok(url: str, *, timeout_s: float, process: subprocess.Popen | Non
 
 
 class _PhotoHandler(BaseHTTPRequestHandler):
-    """``GET /<name>``: a photo as stored; ``GET /u/<stem>/<counter>.jpg``: a unique copy."""
+    """``GET /<name>``: a photo as stored; ``GET /u/<stem>/<counter>.jpg``: a unique copy
+    (the ``unique`` and ``phone`` sets alike: their stems differ)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as real image hosts do
     # Headers and body leave in one write with Nagle off: as two writes on a kept-alive
@@ -292,10 +347,10 @@ def serve_directory(directory: Path, host: str, port: int) -> None:
 
 
 class UniqueURLs(Iterator[str]):
-    """An endless iterator of ``unique`` URLs: photos in turn, one counter for all.
+    """An endless iterator of unique URLs: photos in turn, one counter for all.
 
-    One instance serves a whole bench run, so no URL (and no body) comes twice, across
-    load levels and servers alike. Safe to share between threads.
+    One instance per workload serves a whole bench run, so no URL (and no body) comes
+    twice, across load levels and servers alike. Safe to share between threads.
     """
 
     def __init__(self, base_url: str, photos: Sequence[Photo]) -> None:
@@ -314,8 +369,9 @@ class UniqueURLs(Iterator[str]):
 class PhotoServer:
     """Serve photos from ``http://127.0.0.1:PORT/`` until the ``with`` block ends.
 
-    By default the ``mixed`` set and the ``unique`` set, so that every workload can run
-    against one server.
+    By default the ``mixed`` set and the ``unique`` set, so that every workload but
+    ``phone`` (a hundred megabytes, built on demand) can run against one server; for
+    others, ``PhotoServer(photos_for(workloads))``.
     """
 
     def __init__(self, photos: tuple[Photo, ...] | None = None, host: str = LOOPBACK) -> None:
@@ -324,7 +380,7 @@ class PhotoServer:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self._directory: Path | None = None
-        self._unique: UniqueURLs | None = None
+        self._unique: dict[str, UniqueURLs] = {}
 
     @property
     def base_url(self) -> str:
@@ -336,21 +392,17 @@ class PhotoServer:
         return [f"{self.base_url}/{photo.name}" for photo in self.photos]
 
     def workload(self, name: str) -> list[str] | UniqueURLs:
-        """The image URLs of workload ``name`` (a list to cycle, or the unique iterator)."""
+        """The image URLs of workload ``name`` (a list to cycle, or its unique iterator,
+        the same one on every call)."""
+        chosen = workload_photos(name)
         names = {photo.name for photo in self.photos}
-        if name == "unique":
-            photos = build_unique_set()
-            if photos[0].name not in names:
-                raise ValueError("this server does not serve the unique set")
-            if self._unique is None:
-                self._unique = UniqueURLs(self.base_url, photos)
-            return self._unique
-        chosen = {"repeat": build_unique_set()[:1], "mixed": build_photo_set()}.get(name)
-        if chosen is None:
-            raise ValueError(f"unknown workload {name!r}; choose one of {WORKLOADS}")
         if any(photo.name not in names for photo in chosen):
             raise ValueError(f"this server does not serve the {name} set")
-        return [f"{self.base_url}/{photo.name}" for photo in chosen]
+        if name not in UNIQUE_WORKLOADS:
+            return [f"{self.base_url}/{photo.name}" for photo in chosen]
+        if name not in self._unique:
+            self._unique[name] = UniqueURLs(self.base_url, chosen)
+        return self._unique[name]
 
     def __enter__(self) -> Self:
         self._directory = Path(tempfile.mkdtemp(prefix="imagetagger-photos-"))
@@ -404,7 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve_directory(args.directory, args.host, args.port)
         return
-    for label, photos in (("mixed", build_photo_set()), ("unique", build_unique_set())):
+    for label in ("mixed", "unique", "phone"):
+        photos = workload_photos(label)
         print(f"{label}: {len(photos)} photos, {sum(len(p.data) for p in photos):,d} B")
         for photo in photos:
             print(

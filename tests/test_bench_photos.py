@@ -15,13 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks import photos as photos_module
 from benchmarks.photos import (
+    PHONE_SIDE,
     UNIQUE_SIDE,
     Photo,
     PhotoServer,
     UniqueURLs,
+    build_phone_set,
+    build_photo_set,
     build_unique_set,
     parse_unique_path,
+    photos_for,
     unique_body,
     unique_path,
     with_comment,
@@ -32,6 +37,18 @@ from imagetagger.images import prepare_image
 @pytest.fixture(scope="module")
 def unique_set() -> tuple[Photo, ...]:
     return build_unique_set()
+
+
+@pytest.fixture(scope="module")
+def small_phone_set() -> tuple[Photo, ...]:
+    """The phone set's 100 photos at 64 px: the same crops, names and encoding, fast."""
+    return build_phone_set.__wrapped__(side=64)
+
+
+@pytest.fixture(scope="module")
+def phone_photo() -> Photo:
+    """The first phone photo at its real size (3464x3464, 12 MP)."""
+    return build_phone_set.__wrapped__(count=1)[0]
 
 
 def _pixels(data: bytes) -> np.ndarray:
@@ -148,3 +165,75 @@ def test_kept_alive_connections_get_answers_without_a_delayed_ack_stall(
         finally:
             connection.close()
     assert statistics.median(times[2:]) < 0.025, times
+
+
+def test_phone_set_is_100_distinct_photos_with_names_of_their_own(
+    small_phone_set: tuple[Photo, ...], unique_set: tuple[Photo, ...]
+) -> None:
+    assert len(small_phone_set) == 100
+    assert len({hashlib.sha256(p.data).digest() for p in small_phone_set}) == 100
+    assert [p.name for p in small_phone_set] == ["p" + p.name.removeprefix("u") for p in unique_set]
+    stems = {parse_unique_path(unique_path(p.name, 1))[0] for p in small_phone_set + unique_set}
+    assert len(stems) == 200  # a phone URL never names a 512-px photo
+
+
+def test_phone_photos_are_the_unique_set_s_crops(unique_set: tuple[Photo, ...]) -> None:
+    """Resized alike, the two sets' photos show the same picture."""
+    small_phone = build_phone_set.__wrapped__(count=9, side=UNIQUE_SIDE)
+    for phone, web in zip(small_phone, unique_set, strict=False):
+        difference = np.abs(_pixels(phone.data).astype(int) - _pixels(web.data).astype(int))
+        assert difference.mean() < 4, phone.name  # bicubic vs Lanczos, two JPEG passes
+
+
+def test_phone_photo_is_a_12_megapixel_quality_90_jpeg(phone_photo: Photo) -> None:
+    assert round(PHONE_SIDE**2 / 1e6, 1) == 12.0  # 11,999,296 pixels
+    assert (phone_photo.width, phone_photo.height) == (PHONE_SIDE, PHONE_SIDE)
+    with Image.open(io.BytesIO(phone_photo.data)) as image:
+        assert (image.format, image.size, image.mode) == ("JPEG", (PHONE_SIDE,) * 2, "RGB")
+        tables = image.quantization
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="JPEG", quality=90)
+    with Image.open(buffer) as reference:
+        assert tables == reference.quantization
+
+
+def test_phone_set_is_rebuilt_byte_for_byte() -> None:
+    first = build_phone_set.__wrapped__(count=3, side=96)
+    assert [p.data for p in build_phone_set.__wrapped__(count=3, side=96)] == [
+        p.data for p in first
+    ]
+
+
+def test_server_answers_phone_copies_and_its_workload(
+    small_phone_set: tuple[Photo, ...],
+    phone_photo: Photo,
+    unique_set: tuple[Photo, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    phone = (phone_photo, *small_phone_set[1:3])
+    monkeypatch.setattr(photos_module, "build_phone_set", lambda: phone)
+    with PhotoServer((*phone, *unique_set[:1])) as server:
+
+        def get(url: str) -> bytes:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return response.read()
+
+        urls = server.workload("phone")
+        assert server.workload("phone") is urls  # one counter for the whole run
+        bodies = [get(next(urls)) for _ in range(4)]
+        assert bodies[0] == unique_body(phone_photo.data, 0)  # 12 MP, in full
+        assert bodies[3] == unique_body(phone_photo.data, 3)  # the photos in turn
+        assert len({hashlib.sha256(b).digest() for b in bodies}) == 4
+        np.testing.assert_array_equal(
+            prepare_image(bodies[1], size=260, crop_padding=32),
+            prepare_image(phone[1].data, size=260, crop_padding=32),
+        )
+        web = get(server.base_url + unique_path(unique_set[0].name, 0))
+        assert web == unique_body(unique_set[0].data, 0)
+
+
+def test_photos_for_serves_each_photo_once(unique_set: tuple[Photo, ...]) -> None:
+    assert photos_for(["unique", "repeat", "unique"]) == unique_set
+    assert photos_for(["mixed", "unique"]) == build_photo_set() + unique_set
+    with pytest.raises(ValueError, match="unknown workload"):
+        photos_for(["nope"])
