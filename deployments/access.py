@@ -2,9 +2,10 @@
 
 A pure ASGI middleware rather than a FastAPI dependency: FastAPI reads (and spools) a
 request's whole body before it runs any dependency, so a key check there would let
-anyone upload 64 MiB first. Only the tagging routes (:data:`GUARDED_PATHS`) are
-guarded; ``/``, the docs and the Serve proxy's health routes never are. With keys and
-limits off (the default) the middleware only passes requests on.
+anyone upload 64 MiB first. Only the tagging routes (``GUARDED_PATHS`` of the route
+table, :mod:`imagetagger.routes`) are guarded; ``/``, the docs and the Serve proxy's
+health routes never are, and the label-API routes check keys in their own wire format.
+With keys and limits off (the default) the middleware only passes requests on.
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.auth import ApiKeys
+from deployments.errors import error_response
 from deployments.ratelimit import RateLimiter
 from imagetagger.errors import ImageTaggerError, RateLimited
-from imagetagger.schemas import error_answer
-
-GUARDED_PATHS = frozenset({"/predictions", "/predictions/batch"})
+from imagetagger.routes import GUARDED_PATHS
 
 
 @dataclass
@@ -79,11 +78,7 @@ class AccessMiddleware:
                     access.check(Headers(scope=scope), client[0] if client else "-")
                 except ImageTaggerError as error:
                     scope["route"] = _RefusedRoute(path)
-                    status_code, content, headers = error_answer(error)
-                    response = JSONResponse(
-                        content=content, status_code=status_code, headers=headers
-                    )
-                    await response(scope, receive, send)
+                    await error_response(error)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 

@@ -23,15 +23,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from imagetagger.errors import Unauthorized
+from imagetagger.errors import INVALID_KEY, MISSING_KEY, Unauthorized
 
 HASHES_ENV = "IMAGETAGGER_API_KEY_HASHES"
 HASHES_FILE_ENV = "IMAGETAGGER_API_KEY_HASHES_FILE"
 # Longer is not a key anyone was given; refuse it before hashing.
 MAX_KEY_LENGTH = 256
 
-MISSING_KEY = "An API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'."
-INVALID_KEY = "The API key is not valid."
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Visible ASCII only: a key with spaces or control characters is malformed, not guessed at.

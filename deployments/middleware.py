@@ -6,22 +6,15 @@ copy per request.
 
 import logging
 import time
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deployments.errors import error_response
 from deployments.metrics import ingress_metrics
-from imagetagger.schemas import error_example
 
 logger = logging.getLogger("ray.serve")
-
-
-def json_error(status: int, error_type: str, detail: Any) -> JSONResponse:
-    """An answer in the contract's error shape."""
-    return JSONResponse(status_code=status, content=error_example(error_type, detail))
 
 
 class RequestMiddleware:
@@ -52,11 +45,11 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
-        except Exception:
+        except Exception as exc:
             logger.exception("Unexpected error on %s %s", scope["method"], scope["path"])
             if status is None:
                 status = 500
-                await json_error(500, "InternalError", "Internal error.")(scope, receive, send)
+                await error_response(exc)(scope, receive, send)
         finally:
             self._record(scope, status or 500, time.perf_counter() - started)
 

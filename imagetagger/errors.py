@@ -57,6 +57,10 @@ class UnreachableURL(ImageTaggerError):
     default_detail = "Url cannot be reached."
 
 
+MISSING_KEY = "An API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'."
+INVALID_KEY = "The API key is not valid."
+
+
 class Unauthorized(ImageTaggerError):
     """API keys are configured and the request carries none, or one that is not valid."""
 
@@ -139,10 +143,41 @@ class InvalidRequest(ImageTaggerError):
         return {"type": self.error_type, "detail": self.issues}
 
 
+class InternalError(ImageTaggerError):
+    """A bug: answered without its details (the replica's log has them)."""
+
+
+class RouteError(ImageTaggerError):
+    """No such route, or not with that method: Starlette's own 404/405 (and any other
+    status it raises), answered in the contract's shape with its headers (``Allow``)."""
+
+    TYPES: ClassVar[dict[int, str]] = {404: "NotFound", 405: "MethodNotAllowed"}
+
+    def __init__(
+        self,
+        status_code: int = 404,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or ("Not Found" if status_code == 404 else "HTTP error"))
+        # Per instance, unlike the other errors: the status is Starlette's.
+        self.status_code = status_code  # type: ignore[misc]
+        self.error_type = self.TYPES.get(status_code, "HTTPError")  # type: ignore[misc]
+        self._headers = dict(headers or {})
+
+    def __reduce__(self):
+        return (type(self), (self.status_code, self.detail, self._headers))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
 class ModelLoadError(RuntimeError):
     """A model's weights could not be loaded; raised at startup, never per request."""
 
 
+#: Every error answer of the API by type: docs/API.md's error table is tested against it.
 ERROR_TABLE: dict[str, type[ImageTaggerError]] = {
     cls.error_type: cls
     for cls in (
@@ -151,7 +186,9 @@ ERROR_TABLE: dict[str, type[ImageTaggerError]] = {
         ForbiddenURL,
         UnreachableURL,
         ImageTooLarge,
+        InvalidRequest,
         RateLimited,
+        InternalError,
         Overloaded,
     )
 }

@@ -101,6 +101,8 @@ class Hierarchy:
 
         Neither given: the single best node. Equal confidences put the deeper (more
         specific) node first, then the hierarchy's order, so answers are deterministic.
+        Both given and more nodes over ``minconf`` than ``top``: the ``top`` most specific
+        of them (the deepest; equal depths by confidence), best first.
         """
         if top is not None and top < 1:
             raise ValueError(f"top must be >= 1, got {top}")
@@ -112,7 +114,16 @@ class Hierarchy:
             candidates = np.flatnonzero(scores >= minconf)
         order = np.lexsort((candidates, -self._depth[candidates], -scores[candidates]))
         chosen = candidates[order]
-        return chosen if top is None else chosen[:top]
+        if top is None or chosen.shape[0] <= top:
+            return chosen
+        if minconf is None:
+            return chosen[:top]
+        # A cap under a floor keeps the most specific labels over the floor: every node's
+        # ancestors score at least as high as it does, so "the best N by confidence" would
+        # always be the broadest ("animal", "vertebrate", "chordate"); the ones kept name
+        # those in their parents. They are still answered best first.
+        deepest = np.lexsort((np.arange(chosen.shape[0]), -self._depth[chosen]))[:top]
+        return chosen[np.sort(deepest)]
 
     def label(self, position: int, confidence: float) -> GeneralLabel:
         return GeneralLabel(

@@ -6,7 +6,7 @@ is generated from these models, so their examples are the ones clients see in /d
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -58,9 +58,21 @@ class Prediction(BaseModel):
     confidence: float = Field(examples=[0.41], description="Softmax probability, 0-1.")
 
 
+class GeneralPrediction(BaseModel):
+    label: str = Field(examples=["domestic cat"])
+    id: str = Field(examples=["n02121808"], description="The WordNet 3.0 noun synset.")
+    confidence: float = Field(
+        examples=[0.85], description="Summed probability of the classes under it, 0-1."
+    )
+    parents: list[str] = Field(examples=[["cat", "feline", "carnivore", "mammal", "animal"]])
+    aliases: list[str] = Field(examples=[["house cat", "Felis domesticus"]])
+    categories: list[str] = Field(examples=[["Animals and Pets"]])
+
+
 class PredictionResponse(BaseModel):
     url: str = Field(description="The URL exactly as sent.")
     predictions: list[Prediction]
+    general: list[GeneralPrediction] | None = Field(None, description="Only with `labels=general`.")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -77,6 +89,7 @@ class PredictionResponse(BaseModel):
 class UploadPredictionResponse(BaseModel):
     filename: str | None = Field(description="The uploaded file's name, as sent.")
     predictions: list[Prediction]
+    general: list[GeneralPrediction] | None = Field(None, description="Only with `labels=general`.")
 
 
 class ErrorDetail(BaseModel):
@@ -103,12 +116,22 @@ class ValidationErrorResponse(BaseModel):
     error: ValidationErrorDetail
 
 
+LabelKind = Literal["fine", "general"]
+LABELS_DESCRIPTION = (
+    '`general` adds `general`: WordNet labels ("cat", "dog", "car") whose confidence '
+    "is the summed probability of the classes under them, those with confidence >= `minconf` "
+    "(default 0.5), at most `top` (default 10 when neither is given), the most specific kept "
+    "when `top` cuts, best first. `fine` (default): the answer as always."
+)
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     urls: list[ImageURL] = Field(min_length=1, max_length=MAX_BATCH_URLS)
     top: Top | None = None
     minconf: MinConf | None = None
+    labels: LabelKind = Field("fine", description=LABELS_DESCRIPTION)
 
 
 class BatchItemError(BaseModel):

@@ -14,6 +14,7 @@ from imagetagger.errors import (
     ForbiddenURL,
     ImageTooLarge,
     InvalidImage,
+    InvalidRequest,
     Overloaded,
     RateLimited,
     Unauthorized,
@@ -39,6 +40,11 @@ def test_error_wrapped_by_ray_keeps_type_and_detail() -> None:
 
 def test_errors_survive_pickling_across_processes() -> None:
     for cls in ERROR_TABLE.values():
+        if cls is InvalidRequest:  # its detail is the list of issues
+            issues = [{"loc": ["query", "top"], "message": "too big", "type": "less_than_equal"}]
+            error = pickle.loads(pickle.dumps(cls(issues)))
+            assert type(error) is cls and error.to_dict()["detail"] == issues
+            continue
         error = pickle.loads(pickle.dumps(cls("custom detail")))
         assert type(error) is cls and error.detail == "custom detail"
 
@@ -69,7 +75,9 @@ def test_error_table_statuses() -> None:
         "ForbiddenURL": 403,
         "UnreachableURL": 404,
         "ImageTooLarge": 413,
+        "ValidationError": 422,
         "RateLimited": 429,
+        "InternalError": 500,
         "Overloaded": 503,
     }
     assert InvalidImage().detail == "Url is not pointing to a valid image format."

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from deployments import ingress
 from deployments.auth import INVALID_KEY
+from imagetagger import routes
 from imagetagger.errors import (
     ERROR_TABLE,
     InvalidImage,
@@ -24,9 +25,9 @@ from imagetagger.schemas import ErrorResponse, error_answer, error_example, erro
 
 # Route -> (the errors the ingress declares for it, the statuses they must document).
 ROUTES: dict[tuple[str, str], tuple[tuple[Any, ...], list[int]]] = {
-    ("/predictions", "get"): (ingress.URL_ERRORS, [400, 401, 403, 404, 413, 422, 429, 503]),
-    ("/predictions", "post"): (ingress.UPLOAD_ERRORS, [400, 401, 413, 422, 429, 503]),
-    ("/predictions/batch", "post"): (ingress.BATCH_ERRORS, [401, 413, 422, 429, 503]),
+    ("/predictions", "get"): (routes.PREDICT_URL.errors, [400, 401, 403, 404, 413, 422, 429, 503]),
+    ("/predictions", "post"): (routes.PREDICT_UPLOAD.errors, [400, 401, 413, 422, 429, 503]),
+    ("/predictions/batch", "post"): (routes.PREDICT_BATCH.errors, [401, 413, 422, 429, 503]),
 }
 
 
@@ -54,7 +55,7 @@ def test_every_route_documents_its_errors_from_the_error_classes() -> None:
 
 
 def test_the_401_example_is_the_answer_to_a_bad_key() -> None:
-    docs = error_responses(*ingress.URL_ERRORS)
+    docs = error_responses(*routes.PREDICT_URL.errors)
     assert docs[401]["content"]["application/json"]["example"] == error_example(
         "Unauthorized", INVALID_KEY
     )

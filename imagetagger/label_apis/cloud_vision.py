@@ -30,6 +30,7 @@ from imagetagger.errors import (
     ForbiddenURL,
     ImageTaggerError,
     ImageTooLarge,
+    InternalError,
     InvalidImage,
     InvalidRequest,
     Overloaded,
@@ -91,6 +92,7 @@ RPC_OF_ERROR: dict[type[ImageTaggerError], tuple[str, str]] = {
     Overloaded: ("UNAVAILABLE", "The service is overloaded; retry later."),
     RateLimited: ("RESOURCE_EXHAUSTED", "Too many requests; retry later."),
     InvalidRequest: ("INVALID_ARGUMENT", "The request is not valid."),
+    InternalError: ("INTERNAL", "Internal error."),
 }
 
 MISSING_KEY = "The request is missing a valid API key."

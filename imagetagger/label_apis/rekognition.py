@@ -23,6 +23,7 @@ from imagetagger.errors import (
     ForbiddenURL,
     ImageTaggerError,
     ImageTooLarge,
+    InternalError,
     InvalidImage,
     InvalidRequest,
     Overloaded,
@@ -63,6 +64,7 @@ AWS_OF_ERROR: dict[type[ImageTaggerError], tuple[str, int, str]] = {
     # No URLs in DetectLabels (Image.Bytes only), so these two never happen; mapped anyway.
     UnreachableURL: ("InvalidParameterException", 400, "The image cannot be reached."),
     ForbiddenURL: ("InvalidParameterException", 400, "The image address is not allowed."),
+    InternalError: ("InternalServerError", 500, "Internal server error."),
 }
 
 
@@ -176,7 +178,8 @@ def labels(
     probabilities: np.ndarray, max_labels: int | None, min_confidence: float
 ) -> list[GeneralLabel]:
     """The general labels with ``Confidence`` (percent) >= ``min_confidence``, at most
-    ``max_labels`` of them, best first.
+    ``max_labels`` of them (the most specific, as :meth:`Hierarchy.select` keeps), best
+    first.
 
     The filter runs on the percentages as answered, so no answered Confidence is below
     MinConfidence by a rounding.
@@ -185,10 +188,10 @@ def labels(
         return []
     tree = hierarchy()
     scores = tree.scores(probabilities)
-    candidates = tree.select(scores, minconf=max(0.0, min_confidence / 100 - 1e-9))
-    kept = [int(i) for i in candidates if scores[i] * 100 >= min_confidence]
-    if max_labels is not None:
-        kept = kept[:max_labels]
+    floor = max(0.0, min_confidence / 100 - 1e-9)
+    # With MaxLabels under the floor, the most specific labels (Hierarchy.select).
+    chosen = tree.select(scores, top=max_labels, minconf=floor)
+    kept = [int(i) for i in chosen if scores[i] * 100 >= min_confidence]
     return [tree.label(i, scores[i]) for i in kept]
 
 

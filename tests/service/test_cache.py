@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 
 import requests
 
 from tests import servers
+from tests.photos import CHELSEA
 from tests.polling import wait_until, wait_until_steady
 from tests.service.helpers import Service
 
-CHELSEA = (Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg").read_bytes()
 METRIC = "ray_imagetagger_response_cache_{}"
 # The replicas report metrics every second here (the session's RAY_metrics_report_interval_ms);
 # a figure read twice this far apart without a change has no report still on its way.

@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from deployments.ingress import GROUPS_IN_FLIGHT
 from tests import servers
+from tests.photos import CHELSEA
 from tests.service.helpers import Service
 
-CHELSEA = (Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg").read_bytes()
 SLOW_S = 4.0
 
 

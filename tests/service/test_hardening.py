@@ -23,9 +23,9 @@ import yaml
 from PIL import Image
 
 from tests import images, servers
+from tests.photos import CATS
 from tests.service.helpers import ROOT, Service
 
-CATS = {"tabby", "tiger_cat", "Egyptian_cat"}
 ANY_CAT = CATS | {"Persian_cat", "Siamese_cat"}  # ImageNet's domestic cats, 281-285
 
 

@@ -14,6 +14,7 @@ loopback addresses (127.0.0.5, 127.0.0.6).
 
 from __future__ import annotations
 
+import base64
 import copy
 import http.client
 import json
@@ -37,7 +38,10 @@ from tests.service.helpers import IMAGE_HOST, Service, deploy, test_serve_config
 SECURE_APP = "imagetagger-secure"
 SECURE_PREFIX = "/secure"
 # One key per test, so every test starts with a full bucket of its own.
-KEYS = {name: f"it-e2e-{name}-{uuid.uuid4().hex}" for name in ("auth", "limited", "other", "fetch")}
+KEYS = {
+    name: f"it-e2e-{name}-{uuid.uuid4().hex}"
+    for name in ("auth", "limited", "other", "fetch", "labels")
+}
 RATE_PER_S = 1.0
 BURST = 40
 MAX_PER_HOST = 2
@@ -362,3 +366,40 @@ def test_downloader_opens_at_most_max_connections_per_host(secure: Secure) -> No
     assert secure.images.connections - before == CONCURRENT
     # One Downloader replica: the cap was reached under the load and never passed.
     assert secure.images.peak_connections == MAX_PER_HOST
+
+
+def test_the_label_apis_check_keys_in_their_own_wire_format(secure: Secure) -> None:
+    from google.api_core import exceptions as google_errors
+    from google.cloud import vision
+
+    from tests.service.test_label_apis import rekognition_client, vision_client
+
+    key = KEYS["labels"]
+    image = vision.Image(content=CHELSEA.read_bytes())
+    with pytest.raises(google_errors.Forbidden, match="missing a valid API key"):
+        vision_client(secure.base_url).label_detection(image=image)
+    with pytest.raises(google_errors.Forbidden, match="not valid"):
+        vision_client(secure.base_url, api_key="it-e2e-wrong-key-0003").label_detection(image=image)
+    answer = vision_client(secure.base_url, api_key=key).label_detection(image=image)
+    assert "Cat" in [a.description for a in answer.label_annotations]
+    body = {
+        "requests": [
+            {
+                "image": {"content": base64.b64encode(CHELSEA.read_bytes()).decode()},
+                "features": [{"type": "LABEL_DETECTION"}],
+            }
+        ]
+    }
+    by_query = requests.post(
+        secure.base_url + "/v1/images:annotate", params={"key": key}, json=body, timeout=60
+    )
+    assert by_query.status_code == 200 and by_query.json()["responses"][0]["labelAnnotations"]
+
+    # Under a route prefix the endpoint ends with "/": POST /secure would be redirected.
+    wrong = rekognition_client(secure.base_url + "/", key="it-e2e-wrong-key-0004")
+    with pytest.raises(wrong.exceptions.ClientError, match="UnrecognizedClientException"):
+        wrong.detect_labels(Image={"Bytes": CHELSEA.read_bytes()})
+    labels = rekognition_client(secure.base_url + "/", key=key).detect_labels(
+        Image={"Bytes": CHELSEA.read_bytes()}, MaxLabels=3
+    )["Labels"]
+    assert "Cat" in [label["Name"] for label in labels]

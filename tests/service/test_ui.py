@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
 from deployments.auth import INVALID_KEY, hash_key
-from deployments.middleware import json_error
+from deployments.errors import error_response
 from deployments.ui import CONTENT_SECURITY_POLICY, ui_router
 from imagetagger.errors import (
     ImageTaggerError,
@@ -279,7 +279,7 @@ def test_an_image_the_service_cannot_read_shows_invalid_image(page: Any, service
 
 
 # The errors the session's service cannot be made to answer on demand, answered the way
-# the ingress answers them (json_error plus the error's headers), by a small local app.
+# the ingress answers them (deployments.errors.error_response), by a small local app.
 CANNED_ERRORS: dict[str, ImageTaggerError] = {
     "UnreachableURL": UnreachableURL(),
     "ImageTooLarge": ImageTooLarge(),
@@ -302,9 +302,7 @@ def canned_errors() -> Iterator[str]:
         if name not in CANNED_ERRORS:
             return PlainTextResponse("Bad Gateway", status_code=502)  # a proxy's answer
         error = CANNED_ERRORS[name]
-        response = json_error(error.status_code, error.error_type, error.detail)
-        response.headers.update(error.headers)
-        return response
+        return error_response(error)
 
     port = servers.unused_port("127.0.0.1")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -17,6 +17,7 @@
     RateLimited: "Too many requests.",
     Unauthorized: "The API key was not accepted.",
     ValidationError: "The request was not valid.",
+    InternalError: "Something went wrong in the service.",
   };
   const KEY_NEEDED = "This service needs an API key. Enter it below; it is sent as " +
     "Authorization: Bearer with each request from this page and kept nowhere else.";
@@ -30,6 +31,7 @@
     const minconf = $("minconf").value.trim();
     if (top !== "") query.set("top", top);
     if (minconf !== "") query.set("minconf", minconf);
+    if ($("general").checked) query.set("labels", "general");
     return query;
   }
 
@@ -79,7 +81,9 @@
         body = null;
       }
       if (response.ok && body !== null && Array.isArray(body.predictions)) {
-        showResult(body.predictions, preview, caption);
+        // General labels ("cat", "dog") when the switch asked for them, else the fine ones.
+        const labels = Array.isArray(body.general) ? body.general : body.predictions;
+        showResult(labels, preview, caption);
       } else {
         $("result").hidden = true;
         showApiError(response, body);

@@ -1,0 +1,97 @@
+"""The API's routes in one table: the FastAPI decorators, the key guard and the docs read it.
+
+Each route names its method, path, summary, whether API keys and rate limits guard it in
+the contract's shape (``deployments.access``: the label-API routes check keys in their own
+wire format instead), and the errors it can answer, from which /openapi.json's error
+responses are made. ``tests/test_routes.py`` checks docs/API.md against this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from imagetagger.errors import (
+    INVALID_KEY,
+    ForbiddenURL,
+    ImageTaggerError,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+    Unauthorized,
+    UnreachableURL,
+)
+from imagetagger.schemas import MAX_BATCH_URLS, error_responses
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    summary: str
+    guarded: bool = False
+    errors: tuple[type[ImageTaggerError] | ImageTaggerError, ...] = ()
+
+    def openapi(self) -> dict[str, Any]:
+        """The decorator's keyword arguments that document this route."""
+        options: dict[str, Any] = {"summary": self.summary}
+        if self.errors:
+            options["responses"] = error_responses(*self.errors)
+        return options
+
+
+_BAD_KEY = Unauthorized(INVALID_KEY)  # the 401 example /docs shows
+
+INFO = Route("GET", "/", "Service information")
+PREDICT_URL = Route(
+    "GET",
+    "/predictions",
+    "Tag the image at a URL",
+    guarded=True,
+    errors=(
+        InvalidImage,
+        _BAD_KEY,
+        ForbiddenURL,
+        UnreachableURL,
+        ImageTooLarge,
+        InvalidRequest,
+        RateLimited,
+        Overloaded,
+    ),
+)
+PREDICT_UPLOAD = Route(
+    "POST",
+    "/predictions",
+    "Tag an uploaded image",
+    guarded=True,
+    errors=(InvalidImage, _BAD_KEY, ImageTooLarge, InvalidRequest, RateLimited, Overloaded),
+)
+PREDICT_BATCH = Route(
+    "POST",
+    "/predictions/batch",
+    f"Tag up to {MAX_BATCH_URLS} image URLs at once",
+    guarded=True,
+    errors=(_BAD_KEY, ImageTooLarge, InvalidRequest, RateLimited, Overloaded),
+)
+CLOUD_VISION = Route(
+    "POST", "/v1/images:annotate", "Cloud Vision v1 images:annotate (LABEL_DETECTION)"
+)
+REKOGNITION = Route(
+    "POST", "/", "Rekognition DetectLabels (X-Amz-Target: RekognitionService.DetectLabels)"
+)
+UI = Route("GET", "/ui", "A page to try the service in a browser")
+
+ROUTES: tuple[Route, ...] = (
+    INFO,
+    PREDICT_URL,
+    PREDICT_UPLOAD,
+    PREDICT_BATCH,
+    CLOUD_VISION,
+    REKOGNITION,
+    UI,
+)
+
+#: The paths whose every method the access middleware guards (keys, rate limits).
+GUARDED_PATHS = frozenset(route.path for route in ROUTES if route.guarded)
