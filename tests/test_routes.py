@@ -1,0 +1,48 @@
+"""docs/API.md against the code: its routes are the route table's, its error table
+ERROR_TABLE's, so the next drift fails here rather than reaching a reader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from deployments.api import app
+from imagetagger.errors import ERROR_TABLE
+from imagetagger.routes import GUARDED_PATHS, ROUTES, UI
+
+API_MD = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
+
+
+def section(title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## )", API_MD, re.S | re.M)
+    assert match is not None, title
+    return match.group(1)
+
+
+def test_the_routes_section_lists_every_route_of_the_table() -> None:
+    documented = set(re.findall(r"^### `(GET|POST) (\S+)`", section("Routes"), re.M))
+    assert documented == {(r.method, r.path) for r in ROUTES if r is not UI}
+
+
+def test_the_app_serves_exactly_the_route_table() -> None:
+    import deployments.ingress  # noqa: F401  (adds the routes of the deployment's classes)
+
+    app.openapi_schema = None  # built afresh, with every route
+    paths = app.openapi()["paths"]
+    documented = {(method.upper(), path) for path, item in paths.items() for method in item}
+    assert documented == {(r.method, r.path) for r in ROUTES if r is not UI}
+    for route in ROUTES:
+        if route.path in paths:
+            assert paths[route.path][route.method.lower()]["summary"] == route.summary
+    assert app.url_path_for("ui_page") == UI.path
+
+
+def test_the_errors_table_is_the_error_table_of_the_code() -> None:
+    rows = re.findall(r"^\| (\d{3}) \| `(\w+)` \|", section("Errors"), re.M)
+    assert {(int(status), name) for status, name in rows} == {
+        (cls.status_code, name) for name, cls in ERROR_TABLE.items()
+    }
+
+
+def test_only_the_contract_tagging_routes_are_guarded_by_the_middleware() -> None:
+    assert {"/predictions", "/predictions/batch"} == GUARDED_PATHS
