@@ -45,6 +45,7 @@ from benchmarks.procs import (
     stop_process,
 )
 from imagetagger.models.runtimes import RuntimeOptions
+from imagetagger.serve_config import apply_http, load_serve_config
 from imagetagger.serving_env import free_ports, isolated_serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,18 +134,12 @@ def private_port() -> int:
 # --------------------------------------------------------------------------- configs
 
 
-def load_config(path: Path) -> dict[str, Any]:
-    config = yaml.safe_load(path.read_text())
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: not a Serve config (expected a mapping)")
-    return config
+load_config = load_serve_config  # the library's reader, as `imagetagger serve` reads it
 
 
 def loopback_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a Serve config that listens on 127.0.0.1 only (the port is a CLI flag)."""
-    result = copy.deepcopy(dict(config))
-    result["http_options"] = {**(result.get("http_options") or {}), "host": LOOPBACK}
-    return result
+    return apply_http(dict(config), host=LOOPBACK)
 
 
 def _service_app(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,21 +172,12 @@ def floor_config(config: Mapping[str, Any], *, input_size: int) -> dict[str, Any
 
 def served_options(config: Mapping[str, Any], precision: str | None = None) -> RuntimeOptions:
     """The runtime options the service's application args ask for (with ``precision``)."""
-    from deployments.app import AppArgs  # the service's own validation of its args
+    from imagetagger.models.options import ModelOptions  # what the app validates its args with
 
     args = dict(_service_app(config).get("args") or {})
     if precision is not None:
         args["precision"] = precision
-    return AppArgs.model_validate(args).runtime_options()
-
-
-def served_model(config: Mapping[str, Any]) -> str:
-    from deployments.app import DEFAULT_MODEL
-
-    return str((_service_app(config).get("args") or {}).get("model", DEFAULT_MODEL))
-
-
-# --------------------------------------------------------------------------- servers
+    return ModelOptions.model_validate(args).runtime_options()
 
 
 def _imagetagger_executable() -> str:

@@ -33,8 +33,8 @@ from PIL import Image
 
 from imagetagger.errors import ImageTaggerError, InvalidImage, UnreachableURL
 from imagetagger.images import center_crop_resize
+from imagetagger.models.options import PRECISIONS, RuntimeOptions
 from imagetagger.models.runtimes import load_model
-from imagetagger.models.vocabulary import PRECISIONS, RuntimeOptions
 from imagetagger.predictions import select_predictions
 
 logger = logging.getLogger("litert_server")

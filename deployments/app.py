@@ -15,16 +15,14 @@ from ray.serve import Application
 from deployments.downloader import Downloader
 from deployments.ingress import ImageTagger
 from deployments.model import ModelDeployment
-from imagetagger.models.vocabulary import ModelOptions
-
-#: ``args`` of the application in the Serve config: the library's model options, so the
-#: app, the ``imagetagger`` commands and the bulk job validate them the same way.
-AppArgs = ModelOptions
+from imagetagger.models.options import ModelOptions
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
     try:
-        settings = AppArgs.model_validate(args or {})
+        # The library's model options, so the app, the `imagetagger` commands and the bulk
+        # job validate them the same way.
+        settings = ModelOptions.model_validate(args or {})
     except ValidationError as exc:  # a short message in `serve run` output, not a dump
         raise ValueError(f"invalid application args: {exc}") from None
     downloader = Downloader.bind(settings.model)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from imagetagger.models.vocabulary import check_model_name, check_runtime_name
+from imagetagger.models.options import check_model_name, check_runtime_name
 from imagetagger.settings import DownloaderSettings
 
 APP_IMPORT_PATH = "deployments.app:build_app"

@@ -1,7 +1,7 @@
 """The Serve configs and the KubeRay manifest: valid for Ray, for our settings, and in sync.
 
 Every config is checked the way Serve will read it (``ServeDeploySchema``) and the way
-our code will (``AppArgs`` and each deployment's settings model), so a typo fails
+our code will (``ModelOptions`` and each deployment's settings model), so a typo fails
 here rather than at deploy time. The manifest's ``serveConfigV2`` is regenerated in
 memory and compared with the committed file.
 """
@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.app import AppArgs
+from imagetagger.models.options import ModelOptions
 from imagetagger.models.specs import MODEL_SPECS
 from imagetagger.settings import DownloaderSettings, IngressSettings, ModelSettings
 
@@ -114,7 +114,7 @@ def test_config_has_the_imagetagger_app(serve_config: dict[str, Any]) -> None:
     assert app["name"] == "imagetagger"
     assert app["route_prefix"] == "/"
     assert app["import_path"] == "deployments.app:build_app"
-    args = AppArgs.model_validate(app["args"])
+    args = ModelOptions.model_validate(app["args"])
     assert args.model in MODEL_SPECS
     assert [d["name"] for d in app["deployments"]] == [
         "ImageTagger",
@@ -167,7 +167,7 @@ def test_local_default_serves_an_offline_model() -> None:
 def test_gpu_config() -> None:
     config = _yaml(GPU_CONFIG)
     (app,) = config["applications"]
-    args = AppArgs.model_validate(app["args"])
+    args = ModelOptions.model_validate(app["args"])
     assert args.model == "efficientnet_b3"
     assert config["http_options"] == {"host": "0.0.0.0", "port": 8000}
     deployments = _deployments(config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from imagetagger.images import prepare_image
-from imagetagger.models.vocabulary import Classifier
+from imagetagger.models.options import Classifier
 from imagetagger.predictions import select_predictions
 from tests import images
 

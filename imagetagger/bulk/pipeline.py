@@ -28,8 +28,8 @@ from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_B
 from imagetagger.bulk.output import OutputFormat, ResultWriter
 from imagetagger.bulk.sources import Input
 from imagetagger.bulk.stages import (
-    ModelConfig,
     Tagger,
+    TaggerConfig,
     decode_batch,
     fetch_batch,
     from_binary_files,
@@ -52,7 +52,7 @@ FILES_PER_READ_BLOCK = 16
 class PipelineOptions:
     """How the job runs: model actors and their resources, batch size, download limits."""
 
-    model: ModelConfig
+    model: TaggerConfig
     settings: DownloaderSettings = field(default_factory=DownloaderSettings)
     actors: int = 1
     cpus_per_actor: float = 1.0

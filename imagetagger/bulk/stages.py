@@ -17,14 +17,14 @@ import pyarrow as pa
 
 from imagetagger.errors import ImageTaggerError
 from imagetagger.local_files import file_error, read_image_file
-from imagetagger.models.vocabulary import ModelOptions
+from imagetagger.models.options import ModelOptions
 from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from imagetagger.models.vocabulary import Classifier
+    from imagetagger.models.options import Classifier
 
 #: What flows between the steps: ``data`` is the file's or body's bytes before the
 #: decode step and the model's ``S x S x 3`` uint8 crop after it (empty on error).
@@ -173,7 +173,7 @@ def decode_batch(table: pa.Table, *, size: int, crop_padding: int, max_pixels: i
 # --- step 3: classify -----------------------------------------------------------------
 
 
-class ModelConfig(ModelOptions):
+class TaggerConfig(ModelOptions):
     """What a model actor loads (the library's model options, validated as the Serve
     app's ``args`` are) and how it answers (the API's ``top``/``minconf``)."""
 
@@ -190,7 +190,7 @@ class Tagger:
     """The model over batches: loaded once per actor, then crops in, result rows out."""
 
     def __init__(self, config: dict[str, Any], classifier: Classifier | None = None) -> None:
-        self.config = ModelConfig.model_validate(config)
+        self.config = TaggerConfig.model_validate(config)
         self.classifier = classifier or _load(self.config)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -218,7 +218,7 @@ class Tagger:
         )
 
 
-def _load(config: ModelConfig) -> Classifier:
+def _load(config: TaggerConfig) -> Classifier:
     from pathlib import Path
 
     from imagetagger.models.runtimes import load_model

@@ -18,7 +18,7 @@ from imagetagger.cli import predict, serve, tag
 from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, parse_port
 from imagetagger.cli.predict import PREDICT_BATCH_SIZE, predict_files
 from imagetagger.cli.serve import PORT_ENV, resolve_port, run_foreground
-from imagetagger.models.vocabulary import DEFAULT_MODEL
+from imagetagger.models.options import DEFAULT_MODEL
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from imagetagger.models.specs import MODEL_SPECS
-from imagetagger.models.vocabulary import (
+from imagetagger.models.options import (
     DEFAULT_MODEL,
     DEFAULT_RUNTIME,
     PRECISIONS,
@@ -18,6 +17,7 @@ from imagetagger.models.vocabulary import (
     check_model_name,
     check_runtime_name,
 )
+from imagetagger.models.specs import MODEL_SPECS
 
 MODEL_ENV = "IMAGETAGGER_MODEL"
 RUNTIME_ENV = "IMAGETAGGER_RUNTIME"

@@ -21,7 +21,7 @@ from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
-    from imagetagger.models.vocabulary import Classifier
+    from imagetagger.models.options import Classifier
 
 PREDICT_BATCH_SIZE = 16
 

@@ -77,7 +77,7 @@ def cidr(text: str) -> str:
 
 def resolve_runtime(cli_runtime: str | None, gpus: float) -> str:
     """``--runtime``, else ``$IMAGETAGGER_RUNTIME``, else tensorflow on GPUs, litert on CPUs."""
-    from imagetagger.models.vocabulary import DEFAULT_RUNTIME
+    from imagetagger.models.options import DEFAULT_RUNTIME
 
     chosen = cli_runtime or os.environ.get(RUNTIME_ENV) or None
     if chosen is None:
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from imagetagger.bulk.output import format_for
     from imagetagger.bulk.pipeline import PipelineOptions, run_job
     from imagetagger.bulk.sources import collect
-    from imagetagger.bulk.stages import ModelConfig
+    from imagetagger.bulk.stages import TaggerConfig
     from imagetagger.errors import ModelLoadError
 
     collection = collect(args.sources)
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         interpreters=args.interpreters,
     )
     options = PipelineOptions(
-        model=ModelConfig(**model.model_dump(), top=args.top, minconf=args.minconf),
+        model=TaggerConfig(**model.model_dump(), top=args.top, minconf=args.minconf),
         settings=DownloaderSettings(allowed_networks=args.allow_network),
         actors=args.actors,
         gpus_per_actor=args.gpus,

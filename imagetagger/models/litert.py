@@ -27,9 +27,9 @@ import numpy as np
 from imagetagger.errors import ModelLoadError
 from imagetagger.models import checksums
 from imagetagger.models.batches import NUM_CLASSES, check_batch, no_probabilities
+from imagetagger.models.options import PRECISIONS
 from imagetagger.models.sources import weights_fingerprint
 from imagetagger.models.specs import ModelSpec, get_spec
-from imagetagger.models.vocabulary import PRECISIONS
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imagetagger.errors import ModelLoadError
-from imagetagger.models.vocabulary import PRECISIONS
+from imagetagger.models.options import PRECISIONS
 from imagetagger.tfconfig import configure_tensorflow
 
 if TYPE_CHECKING:

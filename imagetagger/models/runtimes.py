@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagetagger.models.vocabulary import Classifier, RuntimeOptions
+from imagetagger.models.options import Classifier, RuntimeOptions
 
 # RuntimeOptions is re-exported: the Dockerfile and the ModelDeployment import it from here.
 __all__ = ["RuntimeOptions", "load_model"]

@@ -23,10 +23,10 @@ from imagetagger.models import weight_cache
 from imagetagger.models.batches import check_batch, no_probabilities
 from imagetagger.models.efficientnet_lite import assign_torch_weights, build_efficientnet_lite
 from imagetagger.models.keras_apps import load_efficientnet_b3
+from imagetagger.models.options import COMPUTE_DTYPES
 from imagetagger.models.sources import package_weights_file
 from imagetagger.models.specs import ModelSpec, get_spec
 from imagetagger.models.torch_legacy import UnsafePickleError, read_state_dict
-from imagetagger.models.vocabulary import COMPUTE_DTYPES
 
 logger = logging.getLogger(__name__)
 

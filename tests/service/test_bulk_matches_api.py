@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from imagetagger.bulk.output import json_lines
-from imagetagger.bulk.stages import ModelConfig, Tagger, decode_batch, fetch_batch, stage_table
+from imagetagger.bulk.stages import Tagger, TaggerConfig, decode_batch, fetch_batch, stage_table
 from imagetagger.models.runtimes import RuntimeOptions, load_model
 from imagetagger.models.specs import get_spec
 from imagetagger.settings import DownloaderSettings
@@ -46,7 +46,7 @@ def test_bulk_rows_equal_the_api(service: Service) -> None:
         intra_op_threads=args.get("intra_op_threads", 0),
         interpreters=args.get("interpreters", 1),
     )
-    config = ModelConfig(model=spec.name, runtime=args["runtime"], top=5)
+    config = TaggerConfig(model=spec.name, runtime=args["runtime"], top=5)
     tagger = Tagger(config.to_dict(), classifier=load_model(spec.name, options))
     rows = [json.loads(line) for line in json_lines(tagger(crops)).splitlines()]
     # POST /predictions/batch answers in the bulk rows' shape: url, then predictions or error.
