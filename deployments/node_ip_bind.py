@@ -33,12 +33,12 @@ def node_ip() -> str:
     return ray._private.worker.global_worker.node_ip_address
 
 
-def on_node_ip(address: str, host: Callable[[], str] = node_ip) -> str:
+def on_node_ip(address: str, host: Callable[[], str] | None = None) -> str:
     """``address`` (``host:port``) with a wildcard host replaced by the node's IP."""
     bind_host, _, port = address.rpartition(":")
     if bind_host not in WILDCARD_HOSTS:
         return address
-    ip = host()
+    ip = (host or node_ip)()
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 

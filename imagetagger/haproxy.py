@@ -59,7 +59,6 @@ def error_bodies() -> dict[int, tuple[int, dict[str, str], dict[str, object]]]:
     overloaded = Overloaded(NOT_READY_DETAIL)
     unavailable = (503, overloaded.headers, {"error": overloaded.to_dict()})
     return {
-        400: (400, {}, {"error": {"type": "BadRequest", "detail": "Malformed HTTP request."}}),
         408: (
             408,
             {},
@@ -72,7 +71,7 @@ def error_bodies() -> dict[int, tuple[int, dict[str, str], dict[str, object]]]:
     }
 
 
-REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}
+REASONS = {408: "Request Timeout", 503: "Service Unavailable"}
 
 
 def errorfile_text(status: int, headers: Mapping[str, str], body: Mapping[str, object]) -> str:
@@ -163,8 +162,14 @@ def amend(
         if (kind, name) in (("frontend", "prometheus"), ("listen", "stats")):
             section = _rebind(section, LOOPBACK)
         elif kind == "defaults":
+            # HAProxy's own answers on a stream (no server, server gone, timeout). Those
+            # its HTTP/1 parser sends before a request exists (400 for bytes that are not
+            # HTTP, 408 for headers that never end) stay HAProxy's HTML: 2.8 ignores
+            # errorfiles there (tests/test_haproxy.py).
             section = [line for line in section if not line.strip().startswith("errorfile ")]
-            section += [f"    errorfile {code} {path}" for code, path in errorfiles.items()]
+            section += [
+                f"    errorfile {code} {path}" for code, path in errorfiles.items() if code >= 500
+            ]
             if not any(line.strip().startswith("timeout http-request") for line in section):
                 section.append(f"    timeout http-request {http_request_timeout_s}s")
         elif (kind, name) == ("frontend", "http_frontend"):
