@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +94,44 @@ def listeners(pids: list[int] | set[int]) -> list[Listener]:
                 host, port = listening[inode]
                 found[inode] = Listener(host, port, pid, _process_name(pid))
     return sorted(found.values())
+
+
+def own_addresses(proc: Path = Path("/proc/net")) -> list[str]:
+    """This host's own addresses other than loopback and link-local (IPv4, then IPv6).
+
+    The addresses another host on the network would connect to: what "reachable from
+    other hosts" means for a socket. Read from the kernel's tables (no tools needed).
+    """
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        lines = (proc / "fib_trie").read_text().splitlines()
+        for previous, line in itertools.pairwise(lines):
+            if line.strip() == "/32 host LOCAL":
+                found.append(previous.split("--")[-1].strip())
+    with contextlib.suppress(OSError):
+        for line in (proc / "if_inet6").read_text().splitlines():
+            raw = bytes.fromhex(line.split()[0])
+            found.append(str(ipaddress.IPv6Address(raw)))
+    unique = []
+    for text in found:
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(text)
+            if not (address.is_loopback or address.is_link_local) and text not in unique:
+                unique.append(text)
+    return unique
+
+
+def wildcard_or(host: str) -> set[str]:
+    """The bind addresses a connection to ``host`` may be accepted on."""
+    if ":" in host:
+        return {host, "::"}
+    return {host, "0.0.0.0", "::", f"::ffff:{host}"}
+
+
+def accepting_listeners(host: str, port: int) -> set[int]:
+    """Inodes of the listening sockets that a connection to ``host:port`` could reach."""
+    return {
+        inode
+        for inode, (bound, bound_port) in listening_inodes().items()
+        if bound_port == port and bound in wildcard_or(host)
+    }
