@@ -35,6 +35,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     KERAS_HOME=/opt/imagetagger/cache/keras \
     IMAGETAGGER_MODEL=${MODEL} \
     IMAGETAGGER_PORT_FILE=/tmp/imagetagger-serve.port \
+    IMAGETAGGER_HOST=0.0.0.0 \
     PORT=8000
 
 # Ray's high-throughput serving mode, for `imagetagger serve` and for the `ray start`
@@ -60,6 +61,8 @@ RUN apt-get update \
 
 WORKDIR /opt/imagetagger/app
 
+# The service port, on every interface of the container (IMAGETAGGER_HOST): `-p` reaches
+# it. Ray's and Serve's own ports stay on the container's loopback (docs/SECURITY.md).
 EXPOSE 8000
 
 # Serve's HTTP proxy answers /-/healthz once the application's routes are up, on the

@@ -1,10 +1,23 @@
 """imagetagger: tag images with ImageNet-1K labels (the library; only bulk.pipeline imports Ray)."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("imagetagger")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
+from __future__ import annotations
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata when first asked for.
+
+    Lazily, because importlib.metadata costs ~60 ms, paid by every process that
+    imports the package: HAProxy's wrapper runs at each of Serve's HAProxy reloads.
+    """
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("imagetagger")
+    except PackageNotFoundError:  # running from a source tree without installing
+        value = "0.0.0"
+    globals()["__version__"] = value
+    return value

@@ -85,24 +85,8 @@ class ImageTooLarge(ImageTaggerError):
     default_detail = "Image is larger than this service accepts."
 
 
-class Overloaded(ImageTaggerError):
-    status_code = 503
-    error_type = "Overloaded"
-    default_detail = "The service is overloaded; retry later."
-
-
-class RateLimited(ImageTaggerError):
-    """The client passed its rate limit; ``retry_after_s`` is when a request fits again."""
-
-    status_code = 429
-    error_type = "RateLimited"
-    default_detail = "Too many requests; retry later."
-    header_docs: ClassVar[dict[str, dict[str, Any]]] = {
-        "Retry-After": {
-            "description": "Seconds until this client's next request fits its limit.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    }
+class _RetryLater(ImageTaggerError):
+    """An answer that tells the client when to try again (``Retry-After``, RFC 9110)."""
 
     def __init__(self, detail: str | None = None, retry_after_s: float = 1.0) -> None:
         super().__init__(detail)
@@ -112,9 +96,42 @@ class RateLimited(ImageTaggerError):
     def __reduce__(self):
         return (type(self), (self.detail, self.retry_after_s))
 
+    @classmethod
+    def _header_doc(cls, description: str) -> dict[str, dict[str, Any]]:
+        return {
+            "Retry-After": {
+                "description": description,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class Overloaded(_RetryLater):
+    """Queues are full, a deadline passed, or no replica is ready (starting, stopping).
+
+    Every 503 carries ``Retry-After``, so a client or load balancer backs off instead
+    of hammering a service that is shedding load.
+    """
+
+    status_code = 503
+    error_type = "Overloaded"
+    default_detail = "The service is overloaded; retry later."
+    header_docs = _RetryLater._header_doc("Seconds to wait before retrying.")
+
+
+class RateLimited(_RetryLater):
+    """The client passed its rate limit; ``retry_after_s`` is when a request fits again."""
+
+    status_code = 429
+    error_type = "RateLimited"
+    default_detail = "Too many requests; retry later."
+    header_docs = _RetryLater._header_doc(
+        "Seconds until this client's next request fits its limit."
+    )
 
 
 class InvalidRequest(ImageTaggerError):

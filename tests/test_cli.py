@@ -226,8 +226,9 @@ import json, os, signal, subprocess, sys, time
 record = os.environ["FAKE_RECORD"]
 mode = os.environ.get("FAKE_MODE", "")
 tool = os.path.basename(sys.argv[0])
+recorded = ("RAY_", "MALLOC_", "IMAGETAGGER_HAPROXY_")
 entry = {{"tool": tool, "argv": sys.argv[1:],
-          "env": {{k: v for k, v in os.environ.items() if k.startswith(("RAY_", "MALLOC_"))}}}}
+          "env": {{k: v for k, v in os.environ.items() if k.startswith(recorded)}}}}
 if tool == "serve" and sys.argv[1] == "run":
     entry["config"] = open(sys.argv[-1]).read()
 with open(record, "a") as f:
@@ -391,7 +392,9 @@ def test_serve_starts_ray_and_deploys_the_effective_config(serve_run) -> None:
     deploy = run.wait_call("serve", "run")
     assert deploy["argv"][1] == "--non-blocking"
     config = yaml.safe_load(deploy["config"])
-    assert config["http_options"] == {"host": "0.0.0.0", "port": 7000}
+    # The file's 0.0.0.0 is HAProxy's to open; Serve (and so every replica's own HTTP
+    # server and the fallback proxy) stays on loopback.
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 7000}
     assert config["applications"][0]["args"] == {
         "model": "efficientnet_lite0",
         "intra_op_threads": 2,
@@ -400,6 +403,10 @@ def test_serve_starts_ray_and_deploys_the_effective_config(serve_run) -> None:
     start = run.call("ray", "start")
     assert start is not None
     assert {"--head", "--node-ip-address=127.0.0.1", "--no-monitor"} <= set(start["argv"])
+    assert start["env"]["IMAGETAGGER_HAPROXY_BIND"] == "0.0.0.0"
+    wrapper = Path(start["env"]["RAY_SERVE_HAPROXY_BINARY_PATH"])
+    assert wrapper.parent == socket_path_of(start).parent and os.access(wrapper, os.X_OK)
+    assert Path(start["env"]["IMAGETAGGER_HAPROXY_BINARY"]).name == "haproxy"
     assert "--include-log-monitor=false" in start["argv"]
     # Ports of this instance alone: another Serve instance never answers its requests.
     for key in ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"):
@@ -443,12 +450,66 @@ def test_serve_cli_options_override_env(serve_run) -> None:
     assert run.finish() == 0
 
 
+def socket_path_of(call: dict[str, Any]) -> Path:
+    return Path(call["env"]["RAY_SERVE_HAPROXY_SOCKET_PATH"])
+
+
 def test_serve_keeps_the_file_config_without_overrides(serve_run) -> None:
     run = serve_run()
-    assert yaml.safe_load(run.wait_call("serve", "run")["config"]) == BASE_CONFIG
+    expected = serve_config.apply_http(BASE_CONFIG, host="127.0.0.1")  # Serve on loopback
+    assert yaml.safe_load(run.wait_call("serve", "run")["config"]) == expected
     assert run.port_file.read_text() == "8000\n"
     run.process.send_signal(signal.SIGTERM)
     assert run.finish() == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "bind"),
+    [
+        (["--host", "192.0.2.7"], {"IMAGETAGGER_HOST": "0.0.0.0"}, "192.0.2.7"),  # --host wins
+        ([], {"IMAGETAGGER_HOST": "::"}, "::"),  # then $IMAGETAGGER_HOST, then the file's
+    ],
+)
+def test_serve_host_opens_only_haproxy(
+    serve_run, extra: list[str], env: dict[str, str], bind: str
+) -> None:
+    run = serve_run(env=env, extra=extra)
+    config = yaml.safe_load(run.wait_call("serve", "run")["config"])
+    assert config["http_options"]["host"] == "127.0.0.1"
+    assert run.call("ray", "start")["env"]["IMAGETAGGER_HAPROXY_BIND"] == bind
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish() == 0
+
+
+def test_serve_without_haproxy_gives_serve_the_host(serve_run) -> None:
+    """Serve's Python proxy listens on http_options.host itself: no HAProxy to open it."""
+    run = serve_run(env={"RAY_SERVE_ENABLE_HA_PROXY": "0"}, extra=["--host", "0.0.0.0"])
+    config = yaml.safe_load(run.wait_call("serve", "run")["config"])
+    assert config["http_options"]["host"] == "0.0.0.0"
+    assert "RAY_SERVE_HAPROXY_BINARY_PATH" not in run.call("ray", "start")["env"]
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish() == 0
+
+
+@pytest.mark.parametrize(
+    ("cli_host", "environ", "config", "expected"),
+    [
+        ("10.0.0.1", {"IMAGETAGGER_HOST": "0.0.0.0"}, {"http_options": {"host": "::"}}, "10.0.0.1"),
+        (None, {"IMAGETAGGER_HOST": " 0.0.0.0 "}, {"http_options": {"host": "::"}}, "0.0.0.0"),
+        (None, {"IMAGETAGGER_HOST": ""}, {"http_options": {"host": "::"}}, "::"),
+        (None, {}, {"http_options": {"port": 1}}, "127.0.0.1"),  # loopback by default
+        (None, {}, {}, "127.0.0.1"),
+    ],
+)
+def test_resolve_host_precedence(
+    cli_host: str | None, environ: dict[str, str], config: dict[str, Any], expected: str
+) -> None:
+    assert serve.resolve_host(cli_host, environ, config) == expected
+
+
+def test_the_local_default_serves_on_loopback() -> None:
+    config = serve_config.load_serve_config(ROOT / "serve_config.yaml")
+    assert serve.resolve_host(None, {}, config) == "127.0.0.1"
 
 
 def test_a_failed_deploy_is_exit_1_with_the_reason_and_no_daemons_left(serve_run) -> None:

@@ -456,3 +456,35 @@ def test_drain_env_names_are_the_ones_ray_reads() -> None:
     source = inspect.getsource(constants)
     for key in DRAIN_ENV:
         assert f'"{key}"' in source, key
+
+
+# --- the NetworkPolicy beside the manifest ----------------------------------------------
+
+NETWORK_POLICY = ROOT / "configs" / "kuberay" / "networkpolicy.yaml"
+
+
+def test_network_policy_covers_every_ray_pod_and_opens_only_the_service_port() -> None:
+    policy = _yaml(NETWORK_POLICY)
+    assert (policy["apiVersion"], policy["kind"]) == ("networking.k8s.io/v1", "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    cluster = _manifest()["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:  # the policy selects every pod of the RayService
+        labels = group["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), labels
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = policy["spec"]["ingress"]
+    from_anywhere = [rule for rule in rules if "from" not in rule]
+    assert from_anywhere == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
+    own_pods = [
+        rule for rule in rules if rule.get("from") == [{"podSelector": {"matchLabels": selector}}]
+    ]
+    assert own_pods == [{"from": [{"podSelector": {"matchLabels": selector}}]}]  # all ports
+    serve_ports = {
+        port["containerPort"]
+        for group in groups
+        for container in group["template"]["spec"]["containers"]
+        for port in container["ports"]
+        if port["name"] == "serve"
+    }
+    assert serve_ports == {8000}

@@ -151,6 +151,11 @@ def test_build_args() -> None:
 def test_environment() -> None:
     env = _env()
     assert env["PORT"] == "8000"
+    # `-p 8000:8000` reaches the service only if it listens beyond the container's
+    # loopback; imagetagger serve's default (serve_config.yaml) is loopback.
+    from imagetagger.cli.serve import HOST_ENV
+
+    assert env[HOST_ENV] == "0.0.0.0"
     assert env["IMAGETAGGER_CACHE_DIR"] == "/opt/imagetagger/cache"
     assert env["KERAS_HOME"].startswith(env["IMAGETAGGER_CACHE_DIR"] + "/")
     assert env["IMAGETAGGER_MODEL"] == "${MODEL}"

@@ -10,9 +10,14 @@ never imports Ray) adopts the daemons as a Linux child subreaper, prints Serve's
 lines, and on SIGINT/SIGTERM shuts Serve down gracefully (the proxies and replicas
 drain) before it ends the daemons it adopted, and only those.
 
-Ray's own ports stay on loopback (``--node-ip-address 127.0.0.1``); the only port open
-to the network is Serve's HTTP port from the config. The cluster uses Ray's token
-authentication (``RAY_AUTH_MODE=token``; a token is made once if there is none).
+Ray's own ports stay on loopback because the environment (imagetagger/serving_env.py,
+``LOCAL_SERVING_ENV``) puts Ray in its single-node mode, where the node IP stays
+127.0.0.1: ``--node-ip-address 127.0.0.1`` alone is replaced by the host's address and
+every Ray server then listens on all interfaces. Serve's replica-to-replica gRPC and
+HAProxy's stats and exporter need more (deployments/node_ip_bind.py,
+imagetagger/haproxy.py); the service port is the only one that may open to the network,
+where ``imagetagger serve --host`` asks (docs/SECURITY.md, *Ports*). The cluster uses
+Ray's token authentication (``RAY_AUTH_MODE=token``; a token is made once if there is none).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,12 +28,19 @@ from imagetagger.cli.local_ray import become_subreaper, default_tools, serve_for
 from imagetagger.serve_config import (
     apply_allowed_networks,
     apply_app_args,
-    apply_port,
+    apply_http,
     load_serve_config,
 )
-from imagetagger.serving_env import isolated_serve_env, local_serving_environment
+from imagetagger.serving_env import (
+    LOOPBACK_HOST,
+    haproxy_enabled,
+    haproxy_wrapper_env,
+    isolated_serve_env,
+    local_serving_environment,
+)
 
 PORT_ENV = "PORT"
+HOST_ENV = "IMAGETAGGER_HOST"
 PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
 DEFAULT_HTTP_PORT = 8000
 # HAProxy's admin socket lands in <folder>/<56-character node id>/admin.sock, and a
@@ -53,6 +61,16 @@ def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None
         return parse_port(text)
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"${PORT_ENV}: {exc}") from None
+
+
+def resolve_host(cli_host: str | None, environ: Mapping[str, str], config: dict[str, Any]) -> str:
+    """Where the service port listens: ``--host``, else ``$IMAGETAGGER_HOST``, else the
+    config's ``http_options.host``, else 127.0.0.1 (loopback, as uvicorn and Serve
+    default to; the container sets ``IMAGETAGGER_HOST=0.0.0.0``)."""
+    for value in (cli_host, environ.get(HOST_ENV), (config.get("http_options") or {}).get("host")):
+        if value and value.strip():
+            return value.strip()
+    return LOOPBACK_HOST
 
 
 def run_foreground(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
@@ -93,11 +111,20 @@ def run_foreground(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
 def run(args: argparse.Namespace) -> int:
     config = load_serve_config(args.config)
     port = resolve_port(args.port, os.environ)
+    host = resolve_host(args.host, os.environ, config)
     model = args.model or os.environ.get(MODEL_ENV) or None
     runtime = args.runtime or os.environ.get(RUNTIME_ENV) or None
+    serving = local_serving_environment(os.environ)
+    # In the serving mode HAProxy alone opens the service port to `host`; Serve's
+    # http_options.host is also where every ingress replica's own HTTP server and the
+    # fallback proxy listen, so it stays on loopback (docs/SECURITY.md, *Ports*).
+    serve_host = LOOPBACK_HOST if haproxy_enabled(serving) else host
     effective = apply_allowed_networks(
         apply_app_args(
-            apply_port(config, port), model=model, runtime=runtime, precision=args.precision
+            apply_http(config, host=serve_host, port=port),
+            model=model,
+            runtime=runtime,
+            precision=args.precision,
         ),
         args.allow_network,
     )
@@ -108,10 +135,9 @@ def run(args: argparse.Namespace) -> int:
         # Ports and HAProxy files of this instance alone, so that another Serve instance
         # on the machine (tests, a second `make run`) never answers its requests.
         serving_port = http_port(effective)
-        env = {
-            **isolated_serve_env(haproxy_dir, serving_port),
-            **local_serving_environment(os.environ),
-        }
+        env = {**isolated_serve_env(haproxy_dir, serving_port), **serving}
+        if haproxy_enabled(serving):
+            env.update(haproxy_wrapper_env(haproxy_dir, host, serving, sys.executable))
         write_port_file(env.get(PORT_FILE_ENV), serving_port)
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(effective, sort_keys=False))
@@ -147,6 +173,13 @@ def add_parser(commands: Any) -> None:
         type=parse_port,
         default=None,
         help=f"HTTP port (default: ${PORT_ENV}, else the config's http_options.port)",
+    )
+    serve.add_argument(
+        "--host",
+        default=None,
+        help=f"address the HTTP port listens on, e.g. 0.0.0.0 for every interface (default: "
+        f"${HOST_ENV}, else the config's http_options.host, else {LOOPBACK_HOST}); "
+        "Ray's own ports stay on loopback",
     )
     add_model_options(serve, defaults_from_env=False)
     serve.add_argument(

@@ -143,6 +143,7 @@ def assert_overloaded(response: requests.Response, detail: str | None = None) ->
     assert set(body) == {"error"} and set(body["error"]) == {"type", "detail"}, body
     assert body["error"]["type"] == "Overloaded"
     assert isinstance(body["error"]["detail"], str) and body["error"]["detail"]
+    assert int(response.headers["retry-after"]) >= 1, response.headers  # when to retry
     if detail is not None:
         assert body["error"]["detail"] == detail
 
