@@ -160,6 +160,15 @@ class InvalidRequest(ImageTaggerError):
         return {"type": self.error_type, "detail": self.issues}
 
 
+class RequestTimeout(ImageTaggerError):
+    """The request did not arrive in time (slow headers or body): answered by the proxy in
+    front of the app (HAProxy's ``timeout http-request``, :mod:`imagetagger.haproxy`)."""
+
+    status_code = 408
+    error_type = "RequestTimeout"
+    default_detail = "The request took too long to arrive."
+
+
 class InternalError(ImageTaggerError):
     """A bug: answered without its details (the replica's log has them)."""
 
@@ -204,6 +213,7 @@ ERROR_TABLE: dict[str, type[ImageTaggerError]] = {
         UnreachableURL,
         ImageTooLarge,
         InvalidRequest,
+        RequestTimeout,
         RateLimited,
         InternalError,
         Overloaded,

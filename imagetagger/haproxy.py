@@ -37,7 +37,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from imagetagger.errors import Overloaded
+from imagetagger.errors import Overloaded, RequestTimeout
 
 BINARY_ENV = "IMAGETAGGER_HAPROXY_BINARY"  # the real HAProxy
 BIND_ENV = "IMAGETAGGER_HAPROXY_BIND"  # host the service port binds (default: Ray's)
@@ -59,11 +59,7 @@ def error_bodies() -> dict[int, tuple[int, dict[str, str], dict[str, object]]]:
     overloaded = Overloaded(NOT_READY_DETAIL)
     unavailable = (503, overloaded.headers, {"error": overloaded.to_dict()})
     return {
-        408: (
-            408,
-            {},
-            {"error": {"type": "RequestTimeout", "detail": "The request took too long to arrive."}},
-        ),
+        408: (408, {}, {"error": RequestTimeout().to_dict()}),
         500: unavailable,
         502: unavailable,
         503: unavailable,

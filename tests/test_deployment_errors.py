@@ -76,6 +76,7 @@ def test_error_table_statuses() -> None:
         "UnreachableURL": 404,
         "ImageTooLarge": 413,
         "ValidationError": 422,
+        "RequestTimeout": 408,
         "RateLimited": 429,
         "InternalError": 500,
         "Overloaded": 503,

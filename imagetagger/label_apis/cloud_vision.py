@@ -35,6 +35,7 @@ from imagetagger.errors import (
     InvalidRequest,
     Overloaded,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     UnreachableURL,
 )
@@ -51,6 +52,7 @@ MIN_SCORE = 0.5
 #: google.rpc.Code: name -> number, and the HTTP status each maps to (google/rpc/code.proto).
 RPC_CODES: dict[str, tuple[int, int]] = {
     "INVALID_ARGUMENT": (3, 400),
+    "DEADLINE_EXCEEDED": (4, 504),
     "NOT_FOUND": (5, 404),
     "PERMISSION_DENIED": (7, 403),
     "RESOURCE_EXHAUSTED": (8, 429),
@@ -93,6 +95,7 @@ RPC_OF_ERROR: dict[type[ImageTaggerError], tuple[str, str]] = {
     RateLimited: ("RESOURCE_EXHAUSTED", "Too many requests; retry later."),
     InvalidRequest: ("INVALID_ARGUMENT", "The request is not valid."),
     InternalError: ("INTERNAL", "Internal error."),
+    RequestTimeout: ("DEADLINE_EXCEEDED", "The request took too long to arrive."),
 }
 
 MISSING_KEY = "The request is missing a valid API key."

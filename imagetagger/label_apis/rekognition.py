@@ -28,6 +28,7 @@ from imagetagger.errors import (
     InvalidRequest,
     Overloaded,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     UnreachableURL,
 )
@@ -65,6 +66,7 @@ AWS_OF_ERROR: dict[type[ImageTaggerError], tuple[str, int, str]] = {
     UnreachableURL: ("InvalidParameterException", 400, "The image cannot be reached."),
     ForbiddenURL: ("InvalidParameterException", 400, "The image address is not allowed."),
     InternalError: ("InternalServerError", 500, "Internal server error."),
+    RequestTimeout: ("InvalidParameterException", 400, "The request took too long to arrive."),
 }
 
 

@@ -18,6 +18,7 @@
     Unauthorized: "The API key was not accepted.",
     ValidationError: "The request was not valid.",
     InternalError: "Something went wrong in the service.",
+    RequestTimeout: "The request took too long to reach the service.",
   };
   const KEY_NEEDED = "This service needs an API key. Enter it below; it is sent as " +
     "Authorization: Bearer with each request from this page and kept nowhere else.";
