@@ -19,8 +19,9 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
-# `serve run serve_config.yaml` in Ray's high-throughput serving mode (HAProxy ingress):
-# `imagetagger serve` sets its environment (imagetagger/serving_env.py).
+# serve_config.yaml on a private one-node Ray in Ray's high-throughput serving mode
+# (HAProxy ingress), on 127.0.0.1:8000: `imagetagger serve` (imagetagger/cli/serve.py;
+# its environment: imagetagger/serving_env.py). `--host 0.0.0.0` opens the port.
 run: $(STAMP)
 	$(BIN)/imagetagger serve --config serve_config.yaml
 

@@ -25,7 +25,7 @@ import yaml
 from PIL import Image
 
 from imagetagger import cli, serve_config
-from imagetagger.cli import local_ray, serve
+from imagetagger.cli import host_resources, serve
 from imagetagger.labels import LABELS
 from imagetagger.serving_env import LOCAL_SERVING_ENV, PRIVATE_PORTS, SERVING_ENV
 
@@ -567,7 +567,7 @@ def test_serve_bad_env_port_is_an_error(serve_run) -> None:
     ],
 )
 def test_object_store_fits_memory_and_shm(memory: int, shm: int | None, expected) -> None:
-    assert local_ray.object_store_bytes(memory, shm) == expected
+    assert host_resources.object_store_bytes(memory, shm) == expected
 
 
 # --- `serve run` in the foreground (where there is no subreaper: not Linux) -----------

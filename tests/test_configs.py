@@ -136,6 +136,14 @@ def test_model_replica_can_fill_a_batch(serve_config: dict[str, Any]) -> None:
     assert model["max_ongoing_requests"] >= model["user_config"]["max_batch_size"]
 
 
+def test_the_ingress_admits_more_than_it_takes_in_flight(serve_config: dict[str, Any]) -> None:
+    """A flood must reach the replica and get its JSON 503 at once; with Serve's own limit
+    at or below max_in_flight, requests would queue in front of the replica instead."""
+    ingress = _deployments(serve_config)["ImageTagger"]
+    in_flight = ingress["user_config"].get("max_in_flight", 256)
+    assert ingress["max_ongoing_requests"] > in_flight
+
+
 def test_only_the_model_asks_for_a_gpu(serve_config: dict[str, Any]) -> None:
     for name, deployment in _deployments(serve_config).items():
         options = deployment["ray_actor_options"]

@@ -23,7 +23,6 @@ Ray's token authentication (``RAY_AUTH_MODE=token``; a token is made once if the
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -31,43 +30,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from imagetagger.cli.host_resources import (
+    auth_token,
+    memory_limit_bytes,
+    object_store_bytes,
+    shm_free_bytes,
+)
+from imagetagger.cli.processes import descendants, process_name, reap
 from imagetagger.serving_env import port_is_free
 
-PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_GCS_PORT = 6379
 DEFAULT_DASHBOARD_PORT = 8265
 DEPLOY_TIMEOUT_S = 600.0
 SHUTDOWN_TIMEOUT_S = 20.0
 KILL_GRACE_S = 5.0
-# Ray sizes its object store at 30% of memory; the store lives in /dev/shm, and a
-# container's /dev/shm is often smaller (64 MiB by default in Docker). Ray needs 75 MiB.
-OBJECT_STORE_FRACTION = 0.3
-SHM_FRACTION = 0.9
-MIN_OBJECT_STORE_BYTES = 80 * 2**20
 
 
 class ServeFailed(RuntimeError):
     """Ray did not start, the application did not deploy, or Ray died while serving."""
-
-
-class _Hurry(Exception):
-    """A second signal during the graceful shutdown: end the daemons now."""
-
-
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (Ray's daemons outlive ``ray start``); False off Linux."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def port_or_free(preferred: int | None) -> int:
@@ -77,75 +62,6 @@ def port_or_free(preferred: int | None) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def memory_limit_bytes() -> int:
-    """The memory this process may use: the cgroup's limit when set, else the RAM."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        with contextlib.suppress(OSError, ValueError):
-            limit = int(Path(path).read_text().strip())
-            if limit < 2**60:  # "max" fails int(); cgroup v1 "unlimited" is ~2**63
-                return limit
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def object_store_bytes(memory_bytes: int, shm_free_bytes: int | None) -> int | None:
-    """The object store that fits both the memory limit and /dev/shm (None: Ray's default).
-
-    Ray's default ignores /dev/shm's size and falls back to a slow store in /tmp when it
-    does not fit; sized to the smaller of the two, it stays in shared memory.
-    """
-    wanted = int(memory_bytes * OBJECT_STORE_FRACTION)
-    if shm_free_bytes is not None:
-        wanted = min(wanted, int(shm_free_bytes * SHM_FRACTION))
-    return wanted if wanted >= MIN_OBJECT_STORE_BYTES else None
-
-
-def shm_free_bytes() -> int | None:
-    try:
-        stats = os.statvfs("/dev/shm")
-    except OSError:
-        return None
-    return stats.f_bavail * stats.f_frsize
-
-
-def auth_token(environ: Mapping[str, str]) -> str | None:
-    """Ray's cluster token, looked up as Ray does: the variable, its file, ~/.ray."""
-    if environ.get("RAY_AUTH_TOKEN"):
-        return environ["RAY_AUTH_TOKEN"].strip()
-    path = Path(environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def descendants(*roots: int) -> list[int]:
-    """Every living (not zombie) descendant of ``roots``, from /proc, children first."""
-    parents: dict[int, int] = {}
-    zombies: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            parents[int(entry.name)] = int(fields[1])
-            if fields[0] == "Z":
-                zombies.add(int(entry.name))
-    found: list[int] = []
-    frontier = set(roots)
-    while frontier:
-        children = {pid for pid, parent in parents.items() if parent in frontier} - set(found)
-        found.extend(sorted(children - zombies))
-        frontier = children
-    return found
-
-
-def _process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 @dataclass(frozen=True)
@@ -263,7 +179,7 @@ class LocalRay:
     def _find_session_dir(self) -> Path | None:
         """The session folder of this instance, from its GCS server's ``--log_dir``."""
         for pid in descendants(os.getpid()):
-            if _process_name(pid) != "gcs_server":
+            if process_name(pid) != "gcs_server":
                 continue
             with contextlib.suppress(OSError):
                 for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
@@ -313,7 +229,7 @@ class LocalRay:
 
     def alive(self) -> bool:
         """Are Ray's GCS and raylet (adopted by this process) still running?"""
-        names = {_process_name(pid) for pid in descendants(os.getpid())}
+        names = {process_name(pid) for pid in descendants(os.getpid())}
         return "gcs_server" in names and "raylet" in names
 
     def shutdown_serve(self) -> None:
@@ -332,19 +248,19 @@ class LocalRay:
         The raylet ends its workers and agents itself; the GCS must still be up while
         it does, or it waits for the GCS instead of exiting. SIGKILL for what is left.
         """
-        raylets = [pid for pid in descendants(os.getpid()) if _process_name(pid) == "raylet"]
+        raylets = [pid for pid in descendants(os.getpid()) if process_name(pid) == "raylet"]
         self._terminate(raylets, grace_s / 2)
         self._terminate(descendants(os.getpid()), grace_s / 2)
         stuck = descendants(os.getpid())
         if not stuck:
             return
-        names = ", ".join(sorted({_process_name(pid) for pid in stuck}))
+        names = ", ".join(sorted({process_name(pid) for pid in stuck}))
         print(f"imagetagger serve: killing what did not stop in time: {names}", file=self.out)
         for pid in stuck:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
-        _reap()
+        reap()
 
     @staticmethod
     def _terminate(pids: Sequence[int], wait_s: float) -> None:
@@ -354,114 +270,8 @@ class LocalRay:
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            _reap()
+            reap()
             living = set(descendants(os.getpid()))
             if not living.intersection(pids):
                 return
             time.sleep(0.05)
-
-
-def _reap() -> None:
-    """Collect exited children (orphans are ours to wait for, as a subreaper)."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-
-
-class ServeLogTail(threading.Thread):
-    """Print new lines of Serve's log files (controller, proxy, replicas) as they come.
-
-    No driver streams logs here (Ray's log monitor is off), so this is what makes
-    ``make run`` and ``docker logs`` show the request log.
-    """
-
-    def __init__(self, logs_dir: Path, out: TextIO, interval_s: float = 0.5) -> None:
-        super().__init__(name="serve-log-tail", daemon=True)
-        self._dir = logs_dir / "serve"
-        self._out = out
-        self._interval_s = interval_s
-        self._offsets: dict[Path, int] = {}
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(self._interval_s):
-            self.poll()
-
-    def poll(self) -> None:
-        with contextlib.suppress(OSError):
-            for path in sorted(self._dir.glob("*.log")):
-                offset = self._offsets.get(path, 0)
-                with contextlib.suppress(OSError):
-                    if path.stat().st_size <= offset:
-                        continue
-                with contextlib.suppress(OSError), path.open("rb") as file:
-                    file.seek(offset)
-                    chunk = file.read()
-                    end = chunk.rfind(b"\n") + 1  # whole lines only
-                    if end:
-                        self._out.write(chunk[:end].decode("utf-8", "replace"))
-                        self._out.flush()
-                    self._offsets[path] = offset + end
-
-
-def serve_forever(
-    config_path: Path,
-    app_names: Sequence[str],
-    env: dict[str, str],
-    *,
-    on_ready: Callable[[], None] | None = None,
-    out: TextIO = sys.stderr,
-) -> int:
-    """Start Ray, deploy, serve until SIGINT/SIGTERM, stop gracefully; the exit status.
-
-    A second signal skips the graceful part: the daemons are ended at once.
-    """
-    stop = threading.Event()
-    signals = 0
-    draining = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal signals
-        signals += 1
-        stop.set()
-        if draining and signals > 1:
-            raise _Hurry
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    ray = LocalRay(env=env, out=out)
-    tail: ServeLogTail | None = None
-    status = 0
-    try:
-        ray.start()
-        if ray.session_dir is not None:
-            tail = ServeLogTail(ray.session_dir / "logs", out)
-            tail.start()
-        if not stop.is_set():
-            ray.deploy(config_path)
-        if ray.wait_running(app_names, stop):
-            print("imagetagger serve: ready", file=out, flush=True)
-            if on_ready is not None:
-                on_ready()
-        while not stop.wait(2.0):
-            if not ray.alive():
-                raise ServeFailed("Ray's daemons exited unexpectedly")
-    except ServeFailed as exc:
-        print(f"imagetagger serve: {exc}", file=out, flush=True)
-        status = 1
-    finally:
-        try:
-            draining = True
-            if signals < 2 and ray.dashboard_port and ray.alive():
-                print("imagetagger serve: shutting down", file=out, flush=True)
-                ray.shutdown_serve()
-        except _Hurry:
-            print("imagetagger serve: second signal, stopping at once", file=out, flush=True)
-        finally:
-            draining = False
-            if tail is not None:
-                tail.poll()
-                tail.stopping.set()
-            ray.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    return status

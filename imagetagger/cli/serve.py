@@ -24,7 +24,9 @@ from typing import Any
 import yaml
 
 from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, add_model_options, parse_port
-from imagetagger.cli.local_ray import become_subreaper, default_tools, serve_forever
+from imagetagger.cli.local_ray import default_tools
+from imagetagger.cli.processes import become_subreaper
+from imagetagger.cli.serve_loop import serve_forever
 from imagetagger.serve_config import (
     apply_allowed_networks,
     apply_app_args,
@@ -164,8 +166,9 @@ def add_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the Serve application in the foreground",
-        description="Run `serve run` on CONFIG with the port, model and runtime overrides "
-        "applied, in Ray's high-throughput mode; SIGTERM shuts Serve down gracefully.",
+        description="Serve CONFIG (with the port, host, model and runtime overrides applied) "
+        "on a private one-node Ray started for it, in Ray's high-throughput mode with the "
+        "HAProxy ingress; Ctrl-C or SIGTERM shuts Serve down gracefully.",
     )
     serve.add_argument("--config", required=True, help="Serve config YAML")
     serve.add_argument(

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagetagger.cli.local_ray import descendants
+from imagetagger.cli.processes import descendants
 from imagetagger.sockets import (
     Listener,
     accepting_listeners,
