@@ -29,7 +29,6 @@ import functools
 import io
 import itertools
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ from typing import ClassVar, Self
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from imagetagger.ports import kernel_free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -278,11 +279,7 @@ def photos_for(workloads: Iterable[str]) -> tuple[Photo, ...]:
     return tuple(photos.values())
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now (the usual bind-to-0 probe)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+free_port = kernel_free_port  # the photo server binds it at once
 
 
 def wait_until_ok(url: str, *, timeout_s: float, process: subprocess.Popen | None = None) -> None:

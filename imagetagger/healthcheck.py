@@ -15,33 +15,22 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 
-PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
-PORT_ENV = "PORT"
-DEFAULT_PORT = 8000
+from imagetagger.environment import DEFAULT_HTTP_PORT, env_port, written_port
+
 # Below the HEALTHCHECK's own --timeout, so this process reports before it is killed.
 TIMEOUT_S = 4.0
 
 
-def _port(text: str) -> int | None:
-    text = text.strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        return None
-    return int(text)
-
-
 def probe_port(environ: Mapping[str, str]) -> int:
     """The port written to ``$IMAGETAGGER_PORT_FILE``, else ``$PORT``, else 8000."""
-    path = environ.get(PORT_FILE_ENV, "").strip()
-    if path:
-        try:
-            written = _port(Path(path).read_text())
-        except OSError:
-            written = None  # not written yet: serve is still starting, or an older serve
-        if written is not None:
-            return written
-    return _port(environ.get(PORT_ENV, "")) or DEFAULT_PORT
+    written = written_port(environ)
+    if written is not None:
+        return written
+    try:
+        return env_port(environ) or DEFAULT_HTTP_PORT
+    except ValueError:  # serve refuses to start on such a $PORT; probe the default
+        return DEFAULT_HTTP_PORT
 
 
 def healthy(port: int, host: str = "127.0.0.1", timeout_s: float = TIMEOUT_S) -> bool:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from imagetagger.ports import free_port_block, free_ports
+
 SERVING_ENV: dict[str, str] = {
     # Serve's high-throughput mode: user code and handle routing on the replica's own
     # event loop, buffered request logs, gRPC between deployments (on 2 cores the
@@ -102,42 +104,8 @@ def isolated_haproxy_env(directory: str) -> dict[str, str]:
 
 # Above Ray's worker ports (10002-19999), below Serve's replica ports (30000 and up) and
 # the kernel's ephemeral range (32768 and up).
-PRIVATE_PORTS = range(20000, 30000)
 DIRECT_INGRESS_PORTS = 8  # ports per protocol for the ingress replicas' own servers
 _HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
-
-
-def port_is_free(port: int) -> bool:
-    """Nothing listens on ``port``, on any interface or on loopback alone."""
-    import socket
-
-    for host in ("0.0.0.0", "127.0.0.1"):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_block(size: int, taken: set[int]) -> range:
-    """``size`` consecutive ports of :data:`PRIVATE_PORTS`, free now and not ``taken``
-    (which then holds them too)."""
-    import random
-
-    for _ in range(1000):
-        start = random.randrange(PRIVATE_PORTS.start, PRIVATE_PORTS.stop - size)
-        block = range(start, start + size)
-        if taken.isdisjoint(block) and all(port_is_free(port) for port in block):
-            taken.update(block)
-            return block
-    raise OSError(f"no {size} consecutive free ports in {PRIVATE_PORTS}")
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports of :data:`PRIVATE_PORTS`, free on every interface now."""
-    taken: set[int] = set()
-    return [free_port_block(1, taken)[0] for _ in range(count)]
 
 
 def isolated_serve_env(directory: str, http_port: int = 0) -> dict[str, str]:

@@ -40,6 +40,8 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Self
 
+from imagetagger.ports import kernel_free_port
+
 __all__ = [
     "ConnectionCountingServer",
     "Handler",
@@ -391,12 +393,7 @@ def serve_routes(
         yield server
 
 
-def unused_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (bound, then released), for refused connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+unused_port = kernel_free_port  # for refused connections and servers started at once
 
 
 def ipv6_loopback_available() -> bool:

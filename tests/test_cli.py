@@ -27,7 +27,8 @@ from PIL import Image
 from imagetagger import cli, serve_config
 from imagetagger.cli import host_resources, serve
 from imagetagger.labels import LABELS
-from imagetagger.serving_env import LOCAL_SERVING_ENV, PRIVATE_PORTS, SERVING_ENV
+from imagetagger.ports import PRIVATE_PORTS
+from imagetagger.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT_LABELS = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}

@@ -153,13 +153,13 @@ def test_environment() -> None:
     assert env["PORT"] == "8000"
     # `-p 8000:8000` reaches the service only if it listens beyond the container's
     # loopback; imagetagger serve's default (serve_config.yaml) is loopback.
-    from imagetagger.cli.serve import HOST_ENV
+    from imagetagger.environment import HOST_ENV
 
     assert env[HOST_ENV] == "0.0.0.0"
     assert env["IMAGETAGGER_CACHE_DIR"] == "/opt/imagetagger/cache"
     assert env["KERAS_HOME"].startswith(env["IMAGETAGGER_CACHE_DIR"] + "/")
     assert env["IMAGETAGGER_MODEL"] == "${MODEL}"
-    from imagetagger.healthcheck import PORT_FILE_ENV
+    from imagetagger.environment import PORT_FILE_ENV
 
     assert env[PORT_FILE_ENV].startswith("/tmp/")  # writable by the non-root user
     assert _all("EXPOSE") == ["8000"]

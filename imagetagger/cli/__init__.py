@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import yaml
 
 from imagetagger.cli import predict, serve, tag
-from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, parse_port
+from imagetagger.cli.args import parse_port
 from imagetagger.cli.predict import PREDICT_BATCH_SIZE, predict_files
-from imagetagger.cli.serve import PORT_ENV, resolve_port, run_foreground
+from imagetagger.cli.serve import resolve_port, run_foreground
+from imagetagger.environment import MODEL_ENV, PORT_ENV, RUNTIME_ENV
 from imagetagger.models.options import DEFAULT_MODEL
 
 __all__ = [

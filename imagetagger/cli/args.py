@@ -8,6 +8,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from imagetagger.environment import (
+    MODEL_ENV,
+    RUNTIME_ENV,
+    env_model,
+    env_runtime,
+    parse_port_number,
+)
 from imagetagger.models.options import (
     DEFAULT_MODEL,
     DEFAULT_RUNTIME,
@@ -18,9 +25,6 @@ from imagetagger.models.options import (
     check_runtime_name,
 )
 from imagetagger.models.specs import MODEL_SPECS
-
-MODEL_ENV = "IMAGETAGGER_MODEL"
-RUNTIME_ENV = "IMAGETAGGER_RUNTIME"
 
 
 def constrained(adapter: TypeAdapter[Any]) -> Any:
@@ -36,14 +40,11 @@ def constrained(adapter: TypeAdapter[Any]) -> Any:
 
 
 def parse_port(text: str) -> int:
-    """A TCP port number, 1-65535."""
+    """A TCP port number, 1-65535 (an argparse ``type``)."""
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
-    return port
+        return parse_port_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def model_name(text: str) -> str:
@@ -83,7 +84,7 @@ def add_model_options(
         parser.add_argument(
             "--model",
             type=model_name,
-            default=os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+            default=env_model(os.environ) or DEFAULT_MODEL,
             help=f"one of {models} (default: ${MODEL_ENV}, else {DEFAULT_MODEL})",
         )
         if runtime_from_gpus:
@@ -98,7 +99,7 @@ def add_model_options(
             parser.add_argument(
                 "--runtime",
                 type=runtime_name,
-                default=os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME,
+                default=env_runtime(os.environ) or DEFAULT_RUNTIME,
                 help=f"one of {', '.join(RUNTIMES)} (default: ${RUNTIME_ENV}, "
                 f"else {DEFAULT_RUNTIME})",
             )

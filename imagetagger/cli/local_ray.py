@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,7 +41,7 @@ from imagetagger.cli.host_resources import (
     shm_free_bytes,
 )
 from imagetagger.cli.processes import descendants, process_name, reap
-from imagetagger.serving_env import port_is_free
+from imagetagger.ports import port_or_free
 
 DEFAULT_GCS_PORT = 6379
 DEFAULT_DASHBOARD_PORT = 8265
@@ -53,15 +52,6 @@ KILL_GRACE_S = 5.0
 
 class ServeFailed(RuntimeError):
     """Ray did not start, the application did not deploy, or Ray died while serving."""
-
-
-def port_or_free(preferred: int | None) -> int:
-    """``preferred`` when nothing listens on it, else (or for None) a free port."""
-    if preferred is not None and port_is_free(preferred):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

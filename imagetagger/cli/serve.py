@@ -23,10 +23,20 @@ from typing import Any
 
 import yaml
 
-from imagetagger.cli.args import MODEL_ENV, RUNTIME_ENV, add_model_options, parse_port
+from imagetagger.cli.args import add_model_options, parse_port
 from imagetagger.cli.local_ray import default_tools
 from imagetagger.cli.processes import become_subreaper
 from imagetagger.cli.serve_loop import serve_forever
+from imagetagger.environment import (
+    DEFAULT_HTTP_PORT,
+    HOST_ENV,
+    PORT_ENV,
+    env_host,
+    env_model,
+    env_port,
+    env_runtime,
+    write_port_file,
+)
 from imagetagger.serve_config import (
     apply_allowed_networks,
     apply_app_args,
@@ -41,10 +51,6 @@ from imagetagger.serving_env import (
     local_serving_environment,
 )
 
-PORT_ENV = "PORT"
-HOST_ENV = "IMAGETAGGER_HOST"
-PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"
-DEFAULT_HTTP_PORT = 8000
 # HAProxy's admin socket lands in <folder>/<56-character node id>/admin.sock, and a
 # socket path may hold 97 characters at most: the folder must be short, so it is made
 # in /tmp whatever $TMPDIR says.
@@ -54,22 +60,14 @@ HAPROXY_SOCKET_MAX = 97
 
 def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int | None:
     """``--port``, else ``$PORT`` when set and non-empty, else None (keep the file's)."""
-    if cli_port is not None:
-        return cli_port
-    text = environ.get(PORT_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        return parse_port(text)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(f"${PORT_ENV}: {exc}") from None
+    return cli_port if cli_port is not None else env_port(environ)
 
 
 def resolve_host(cli_host: str | None, environ: Mapping[str, str], config: dict[str, Any]) -> str:
     """Where the service port listens: ``--host``, else ``$IMAGETAGGER_HOST``, else the
     config's ``http_options.host``, else 127.0.0.1 (loopback, as uvicorn and Serve
     default to; the container sets ``IMAGETAGGER_HOST=0.0.0.0``)."""
-    for value in (cli_host, environ.get(HOST_ENV), (config.get("http_options") or {}).get("host")):
+    for value in (cli_host, env_host(environ), (config.get("http_options") or {}).get("host")):
         if value and value.strip():
             return value.strip()
     return LOOPBACK_HOST
@@ -114,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_serve_config(args.config)
     port = resolve_port(args.port, os.environ)
     host = resolve_host(args.host, os.environ, config)
-    model = args.model or os.environ.get(MODEL_ENV) or None
-    runtime = args.runtime or os.environ.get(RUNTIME_ENV) or None
+    model = args.model or env_model(os.environ)
+    runtime = args.runtime or env_runtime(os.environ)
     serving = local_serving_environment(os.environ)
     # In the serving mode HAProxy alone opens the service port to `host`; Serve's
     # http_options.host is also where every ingress replica's own HTTP server and the
@@ -140,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         env = {**isolated_serve_env(haproxy_dir, serving_port), **serving}
         if haproxy_enabled(serving):
             env.update(haproxy_wrapper_env(haproxy_dir, host, serving, sys.executable))
-        write_port_file(env.get(PORT_FILE_ENV), serving_port)
+        write_port_file(env, serving_port)
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(effective, sort_keys=False))
         if become_subreaper():
@@ -153,12 +151,6 @@ def run(args: argparse.Namespace) -> int:
 def http_port(config: dict[str, Any]) -> int:
     """The HTTP port Serve will listen on for ``config`` (Serve's default: 8000)."""
     return int((config.get("http_options") or {}).get("port") or DEFAULT_HTTP_PORT)
-
-
-def write_port_file(path: str | None, port: int) -> None:
-    """Tell a health check which port this service really uses (``$IMAGETAGGER_PORT_FILE``)."""
-    if path:
-        Path(path).write_text(f"{port}\n")
 
 
 def add_parser(commands: Any) -> None:

@@ -20,12 +20,12 @@ from pydantic import TypeAdapter
 
 from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.cli.args import (
-    RUNTIME_ENV,
     add_model_options,
     constrained,
     model_options,
     runtime_name,
 )
+from imagetagger.environment import RUNTIME_ENV, env_runtime
 from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
@@ -79,7 +79,7 @@ def resolve_runtime(cli_runtime: str | None, gpus: float) -> str:
     """``--runtime``, else ``$IMAGETAGGER_RUNTIME``, else tensorflow on GPUs, litert on CPUs."""
     from imagetagger.models.options import DEFAULT_RUNTIME
 
-    chosen = cli_runtime or os.environ.get(RUNTIME_ENV) or None
+    chosen = cli_runtime or env_runtime(os.environ)
     if chosen is None:
         return "tensorflow" if gpus else DEFAULT_RUNTIME
     try:

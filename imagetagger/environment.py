@@ -1,0 +1,76 @@
+"""The environment variables the ``imagetagger`` commands read, and how each is read.
+
+One place for their names and parsing: ``imagetagger serve`` (the container's entry
+point), the container's health check and ``imagetagger tag`` resolve them here, so a
+value means the same thing to each. Standard library only: the health check imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+MODEL_ENV = "IMAGETAGGER_MODEL"  # the model to serve or tag with
+RUNTIME_ENV = "IMAGETAGGER_RUNTIME"  # litert or tensorflow
+PORT_ENV = "PORT"  # the HTTP port (what platforms such as Cloud Run set)
+HOST_ENV = "IMAGETAGGER_HOST"  # where the HTTP port listens (the container: 0.0.0.0)
+PORT_FILE_ENV = "IMAGETAGGER_PORT_FILE"  # where serve writes the port it really uses
+DEFAULT_HTTP_PORT = 8000
+
+
+def parse_port_number(text: str) -> int:
+    """A TCP port, 1-65535; ValueError otherwise."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"invalid port {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {port}")
+    return port
+
+
+def _value(environ: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, or None when it is unset or blank."""
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def env_model(environ: Mapping[str, str]) -> str | None:
+    return _value(environ, MODEL_ENV)
+
+
+def env_runtime(environ: Mapping[str, str]) -> str | None:
+    return _value(environ, RUNTIME_ENV)
+
+
+def env_host(environ: Mapping[str, str]) -> str | None:
+    return _value(environ, HOST_ENV)
+
+
+def env_port(environ: Mapping[str, str]) -> int | None:
+    """``$PORT`` when set; ValueError (naming the variable) when it is not a port."""
+    text = _value(environ, PORT_ENV)
+    if text is None:
+        return None
+    try:
+        return parse_port_number(text)
+    except ValueError as exc:
+        raise ValueError(f"${PORT_ENV}: {exc}") from None
+
+
+def write_port_file(environ: Mapping[str, str], port: int) -> None:
+    """Tell a health check which port the service really uses (``$IMAGETAGGER_PORT_FILE``)."""
+    path = _value(environ, PORT_FILE_ENV)
+    if path:
+        Path(path).write_text(f"{port}\n")
+
+
+def written_port(environ: Mapping[str, str]) -> int | None:
+    """The port in ``$IMAGETAGGER_PORT_FILE``; None before serve wrote it (or unusable)."""
+    path = _value(environ, PORT_FILE_ENV)
+    if path is None:
+        return None
+    try:
+        return parse_port_number(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
