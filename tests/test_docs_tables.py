@@ -1,0 +1,78 @@
+"""The docs' tables that restate code, checked against the code: the next drift fails here.
+
+docs/SERVING.md's ``user_config`` and ``args`` tables against the settings models and
+ModelOptions (every key, and its default), docs/OPERATIONS.md's metrics table against
+deployments/metrics.py. The routes and errors of docs/API.md: tests/test_routes.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from imagetagger.models.options import ModelOptions
+from imagetagger.settings import DownloaderSettings, IngressSettings, ModelSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVING_MD = (ROOT / "docs" / "SERVING.md").read_text()
+OPERATIONS_MD = (ROOT / "docs" / "OPERATIONS.md").read_text()
+SETTINGS: dict[str, type[BaseModel]] = {
+    "Downloader": DownloaderSettings,
+    "ModelDeployment": ModelSettings,
+    "ImageTagger": IngressSettings,
+}
+
+
+def _default(model: type[BaseModel], name: str) -> Any:
+    field = model.model_fields[name]
+    return field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+
+
+def _first_number_or_literal(cell: str) -> Any:
+    """``20971520 (20 MiB)`` -> 20971520; ``0 (off)`` -> 0; `` `[]` `` -> []; none -> None."""
+    cell = cell.strip()
+    if cell == "none":
+        return None
+    match = re.match(r"`?(\[\]|[\w.]+)`?", cell)
+    assert match is not None, cell
+    text = match.group(1)
+    if text == "[]":
+        return []
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def test_the_user_config_table_lists_every_setting_with_its_default() -> None:
+    rows = re.findall(r"^\| (\w+) \| `(\w+)` \| ([^|]+) \|", SERVING_MD, re.M)
+    documented = {(deployment, key): default for deployment, key, default in rows}
+    expected = {(d, key) for d, model in SETTINGS.items() for key in model.model_fields}
+    assert set(documented) == expected
+    for (deployment, key), cell in documented.items():
+        default = _default(SETTINGS[deployment], key)
+        shown = _first_number_or_literal(cell)
+        assert shown == (default if isinstance(default, list) else float(default)), (key, cell)
+
+
+def test_the_args_table_lists_every_model_option_with_its_default() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| `?([\w.]+)`? \|", SERVING_MD, re.M)
+    documented = dict(rows)
+    assert set(documented) == set(ModelOptions.model_fields)
+    for key, shown in documented.items():
+        default = _default(ModelOptions, key)
+        assert shown == ("none" if default is None else str(default)), key
+
+
+def test_the_metrics_table_lists_every_metric_of_the_code() -> None:
+    source = (ROOT / "deployments" / "metrics.py").read_text()
+    kinds = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram"}
+    code = {
+        f"ray_{name}{'_total' if kind == 'Counter' else ''}": kinds[kind]
+        for kind, name in re.findall(r"(Counter|Gauge|Histogram)\(\s*\"(\w+)\"", source)
+    }
+    rows = re.findall(r"^\| `(ray_imagetagger_\w+)` \| (\w+) \|", OPERATIONS_MD, re.M)
+    assert dict(rows) == code
