@@ -25,6 +25,7 @@ from imagetagger.models.options import (
     check_runtime_name,
 )
 from imagetagger.models.specs import MODEL_SPECS
+from imagetagger.schemas import MinConf, Top
 
 
 def constrained(adapter: TypeAdapter[Any]) -> Any:
@@ -127,4 +128,20 @@ def add_model_options(
         choices=PRECISIONS,
         default=None,
         help="litert only (default: the config's args.precision)",
+    )
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """``--weights-path``, ``--top`` and ``--minconf``, with the API's own bounds."""
+    parser.add_argument(
+        "--weights-path", default=None, help="local weights file (efficientnet_b3 offline)"
+    )
+    parser.add_argument(
+        "--top", type=constrained(TypeAdapter(Top)), default=None, help="1-1000 labels"
+    )
+    parser.add_argument(
+        "--minconf",
+        type=constrained(TypeAdapter(MinConf)),
+        default=None,
+        help="smallest confidence, 0-1",
     )

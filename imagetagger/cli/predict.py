@@ -12,21 +12,15 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import TypeAdapter
-
-from imagetagger.cli.args import add_model_options, constrained, model_options
+from imagetagger.cli.args import add_model_options, add_selection_options, model_options
 from imagetagger.errors import ImageTaggerError
 from imagetagger.local_files import file_error, read_image_file
-from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
     from imagetagger.models.options import Classifier
 
 PREDICT_BATCH_SIZE = 16
-
-_TOP = TypeAdapter(Top)
-_MINCONF = TypeAdapter(MinConf)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -122,11 +116,5 @@ def add_parser(commands: Any) -> None:
     )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files")
     add_model_options(predict, defaults_from_env=True)
-    predict.add_argument(
-        "--weights-path", default=None, help="local weights file (efficientnet_b3 offline)"
-    )
-    predict.add_argument("--top", type=constrained(_TOP), default=None, help="1-1000 labels")
-    predict.add_argument(
-        "--minconf", type=constrained(_MINCONF), default=None, help="smallest confidence, 0-1"
-    )
+    add_selection_options(predict)
     predict.set_defaults(handler=run)

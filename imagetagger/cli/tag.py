@@ -16,21 +16,16 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.cli.args import (
     add_model_options,
-    constrained,
+    add_selection_options,
     model_options,
     runtime_name,
 )
 from imagetagger.environment import RUNTIME_ENV, env_runtime
-from imagetagger.schemas import MinConf, Top
 from imagetagger.settings import DownloaderSettings
 
-_TOP = TypeAdapter(Top)
-_MINCONF = TypeAdapter(MinConf)
 FORMATS = ("jsonl", "parquet")
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 _MODEL_LOAD_ERROR = "imagetagger.errors.ModelLoadError"
@@ -201,13 +196,7 @@ def add_parser(commands: Any) -> None:
         help="jsonl or parquet (default: parquet for .parquet/.pq, else jsonl)",
     )
     add_model_options(tag, defaults_from_env=True, runtime_from_gpus=True)
-    tag.add_argument(
-        "--weights-path", default=None, help="local weights file (efficientnet_b3 offline)"
-    )
-    tag.add_argument("--top", type=constrained(_TOP), default=None, help="1-1000 labels")
-    tag.add_argument(
-        "--minconf", type=constrained(_MINCONF), default=None, help="smallest confidence, 0-1"
-    )
+    add_selection_options(tag)
     tag.add_argument(
         "--address", default=None, help="Ray cluster to run on (default: an embedded local Ray)"
     )
