@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
 from imagetagger.errors import (
@@ -40,10 +40,15 @@ from imagetagger.errors import (
     UnreachableURL,
 )
 from imagetagger.hierarchy import GeneralLabel, general_labels
-from imagetagger.label_apis.common import KeyMatcher, decode_base64, display_name
+from imagetagger.label_apis.common import KeyMatcher, display_name
+from imagetagger.label_apis.vision_messages import (
+    FEATURE_NAMES,
+    FEATURE_TYPES,
+    AnnotateImageRequest,
+    BatchAnnotateImagesRequest,
+)
 from imagetagger.schemas import check_image_url
 
-MAX_REQUESTS = 16  # images per call, as Google
 DEFAULT_MAX_RESULTS = 10  # maxResults unset or 0, as Google
 #: Labels under this score are not answered: Google's own answers stop near 0.5 too, and
 #: the hierarchy's broad nodes pass it whenever the model is fairly sure of anything.
@@ -61,23 +66,6 @@ RPC_CODES: dict[str, tuple[int, int]] = {
     "UNAVAILABLE": (14, 503),
 }
 
-#: google.cloud.vision.v1.Feature.Type.
-FEATURE_TYPES: dict[str, int] = {
-    "TYPE_UNSPECIFIED": 0,
-    "FACE_DETECTION": 1,
-    "LANDMARK_DETECTION": 2,
-    "LOGO_DETECTION": 3,
-    "LABEL_DETECTION": 4,
-    "TEXT_DETECTION": 5,
-    "SAFE_SEARCH_DETECTION": 6,
-    "IMAGE_PROPERTIES": 7,
-    "CROP_HINTS": 9,
-    "WEB_DETECTION": 10,
-    "DOCUMENT_TEXT_DETECTION": 11,
-    "PRODUCT_SEARCH": 12,
-    "OBJECT_LOCALIZATION": 19,
-}
-FEATURE_NAMES = {number: name for name, number in FEATURE_TYPES.items()}
 LABEL_DETECTION = FEATURE_TYPES["LABEL_DETECTION"]
 
 #: How each domain error reads inside one response's ``error`` (a google.rpc.Status).
@@ -114,67 +102,6 @@ class VisionError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
-
-
-def _camel(snake: str) -> AliasChoices:
-    head, *rest = snake.split("_")
-    return AliasChoices(head + "".join(part.title() for part in rest), snake)
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ImageSource(_Message):
-    image_uri: str | None = Field(None, validation_alias=_camel("image_uri"))
-    gcs_image_uri: str | None = Field(None, validation_alias=_camel("gcs_image_uri"))
-
-
-class Image(_Message):
-    content: bytes | None = None
-    source: ImageSource | None = None
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _base64(cls, value: Any) -> bytes | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise PydanticCustomError("bytes_type", "Image content should be a base64 string")
-        try:
-            return decode_base64(value)
-        except ValueError:
-            raise PydanticCustomError("base64", "Image content is not valid base64") from None
-
-
-class Feature(_Message):
-    type: int = 0
-    max_results: int = Field(0, validation_alias=_camel("max_results"))
-    model: str | None = None
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _enum(cls, value: Any) -> int:
-        # protobuf JSON: the enum's name or its number; an unknown name does not parse.
-        if isinstance(value, str):
-            if value not in FEATURE_TYPES:
-                raise PydanticCustomError("enum", "Unknown feature type {value}", {"value": value})
-            return FEATURE_TYPES[value]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PydanticCustomError("enum", "Feature type should be a name or a number")
-        return value
-
-
-class AnnotateImageRequest(_Message):
-    image: Image | None = None
-    features: list[Feature] = []
-    image_context: dict[str, Any] | None = Field(None, validation_alias=_camel("image_context"))
-
-
-class BatchAnnotateImagesRequest(_Message):
-    requests: list[AnnotateImageRequest] = Field(min_length=1, max_length=MAX_REQUESTS)
-    parent: str | None = None
-    labels: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
