@@ -245,6 +245,21 @@ def test_a_url_shows_the_coffees_labels_with_top(page: Any, service: Service) ->
     assert console_errors(page) == []
 
 
+def test_the_general_labels_switch_shows_cat_with_its_summed_confidence(
+    page: Any, service: Service
+) -> None:
+    url = service.image_url("chelsea.jpg")
+    expected = service.predict(url, top=3, labels="general").json()["general"]
+    open_ui(page, service.base_url)
+    set_value(page, "top", "3")
+    element(page, "general").click()
+    submit_url(page, url)
+    shown = shown_labels(page)
+    assert shown == [(label["label"], percent(label["confidence"])) for label in expected]
+    assert "cat" in [name for name, _ in shown]
+    assert console_errors(page) == []
+
+
 def test_a_forbidden_url_shows_the_forbidden_message(page: Any, service: Service) -> None:
     forbidden = f"http://127.0.0.1:{service.images.port}/coffee.jpg"  # outside allowed_networks
     answer = service.predict(forbidden)
