@@ -17,96 +17,49 @@ It has no address checks or size limits: run it on loopback only, for benchmarks
 from __future__ import annotations
 
 import argparse
-import io
 import logging
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from pathlib import Path
 
-import numpy as np
 import uvicorn
-from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse
-from PIL import Image
+from fastapi import FastAPI
 
-from imagetagger.errors import ImageTaggerError, InvalidImage, UnreachableURL
-from imagetagger.images import center_crop_resize
-from imagetagger.models.options import PRECISIONS, RuntimeOptions
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: benchmarks.*
+from benchmarks.peer_app import DOWNLOAD_TIMEOUT_S, tagger_app
+from imagetagger.errors import UnreachableURL
+from imagetagger.models.options import PRECISIONS, Classifier, RuntimeOptions
 from imagetagger.models.runtimes import load_model
-from imagetagger.predictions import select_predictions
 
 logger = logging.getLogger("litert_server")
 
-DOWNLOAD_TIMEOUT_S = 10.0
 
-
-def prepare_in_full(data: bytes, size: int, crop_padding: int) -> np.ndarray:
-    """Decode in full, as a user would (Pillow ``open`` + ``convert("RGB")``), then the
-    library's center crop and resize.
-
-    The library's ``prepare_image`` decodes a big JPEG at a reduced DCT scale
-    (``Image.draft``): the service's design, not what a user's server does. On the
-    512-px photos the draft never reduces (half of 512 is below the 292-px side a
-    260-px crop needs), so there the two give the same pixels at the same cost (within
-    the RGB copy ``convert`` makes, ~0.3 ms); on 12-MP photos this decodes 64x the
-    pixels the service does.
-    """
+def fetch(url: str) -> bytes:
+    """A blocking ``urllib`` download."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = image.convert("RGB")
-    except (OSError, ValueError) as exc:  # not an image, truncated, ...
-        raise InvalidImage() from exc
-    return center_crop_resize(rgb, size, crop_padding)
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise UnreachableURL() from exc
 
 
 def create_app(model_name: str, options: RuntimeOptions) -> FastAPI:
     """The FastAPI app; the model loads (and warms up) when the server starts."""
     if options.runtime != "litert":
         raise ValueError("this peer runs the litert runtime only")
-    state: dict[str, Any] = {}
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state["classifier"] = load_model(model_name, options)
+    def load() -> Classifier:
+        classifier = load_model(model_name, options)
         logger.info("loaded %s on %s", model_name, options)
-        yield
-        state.clear()
+        return classifier
 
-    app = FastAPI(title="one-process LiteRT tagger", lifespan=lifespan)
-
-    @app.exception_handler(ImageTaggerError)
-    async def domain_error(_: Any, exc: ImageTaggerError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code)
-
-    @app.get("/")
-    def info() -> dict[str, str]:
-        return {
-            "description": "one-process LiteRT tagger (benchmark peer)",
-            "model": model_name,
-            "precision": options.precision,
-        }
-
-    @app.get("/predictions")
-    def predictions(
-        url: str,
-        top: Annotated[int | None, Query(ge=1, le=1000)] = None,
-        minconf: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
-    ) -> dict[str, Any]:
-        classifier = state["classifier"]
-        try:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                data = response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise UnreachableURL() from exc
-        spec = classifier.spec
-        image = prepare_in_full(data, spec.input_size, spec.crop_padding)
-        probabilities = classifier.predict_proba(image[np.newaxis])[0]
-        labels = select_predictions(probabilities, top=top, minconf=minconf)
-        return {"url": url, "predictions": labels}
-
-    return app
+    info = {
+        "description": "one-process LiteRT tagger (benchmark peer)",
+        "model": model_name,
+        "precision": options.precision,
+    }
+    return tagger_app("one-process LiteRT tagger", info, load, fetch)
 
 
 def main(argv: list[str] | None = None) -> None:
