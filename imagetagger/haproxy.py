@@ -12,7 +12,9 @@ binary it runs (``RAY_SERVE_HAPROXY_BINARY_PATH``). Left as Ray writes it, HAPro
   http://.../-/routes``), answers its own 502/503/504 with a text 500, and passes on
   the text answers of Serve's Python fallback proxy (its 404 before it knows the
   routes, its 503s and 500s while replicas start or die);
-- waits an hour (``timeout client 3600s``) for a client's request headers.
+- waits an hour (``timeout client 3600s``) for a client's request headers, and as
+  long for each byte of a body; it forwards a body as it trickles in, so a slow
+  upload holds one of the ingress replica's ``max_ongoing_requests`` slots throughout.
 
 So ``imagetagger serve`` points ``RAY_SERVE_HAPROXY_BINARY_PATH`` at a two-line shell
 script that runs :func:`main`: it amends the config file HAProxy was given (under
@@ -21,7 +23,12 @@ the process Ray tracks is HAProxy itself. The amendments (:func:`amend`): stats 
 exporter on 127.0.0.1; the service's bind moved to ``$IMAGETAGGER_HAPROXY_BIND``
 (Serve itself stays on loopback); every non-JSON error answer, made by HAProxy or
 passed on from a backend, replaced by the contract's JSON (a 503 ``Overloaded`` with
-``Retry-After`` while the service is not ready); a ``timeout http-request``.
+``Retry-After`` while the service is not ready); slow clients cut (docs/SECURITY.md,
+*Slow clients*): ``timeout http-request`` for the headers and, with ``option
+http-buffer-request`` on the service's frontend, for the first buffer (16 KB) of a body
+too, before any replica sees the request (a 408, JSON for a body); ``timeout client``
+down from an hour to 30 s of silence; at most 300 requests at once at each ingress
+replica (``maxconn``), a request beyond them answered 503 after 1 s in HAProxy's queue.
 
 No Ray here (this runs at every HAProxy reload, and the library never imports Ray).
 """
@@ -42,8 +49,25 @@ from imagetagger.errors import Overloaded, RequestTimeout
 BINARY_ENV = "IMAGETAGGER_HAPROXY_BINARY"  # the real HAProxy
 BIND_ENV = "IMAGETAGGER_HAPROXY_BIND"  # host the service port binds (default: Ray's)
 HTTP_REQUEST_TIMEOUT_ENV = "IMAGETAGGER_HAPROXY_HTTP_REQUEST_TIMEOUT_S"
-# A client has this long to send its request headers (slowloris); HAProxy answers 408.
+# A client has this long to send its request headers and the first buffer of its body
+# (tune.bufsize, 16 KB; all of a smaller body): slowloris and slow uploads get a 408.
 DEFAULT_HTTP_REQUEST_TIMEOUT_S = 10
+CLIENT_TIMEOUT_ENV = "IMAGETAGGER_HAPROXY_CLIENT_TIMEOUT_S"
+# The longest a client may stay silent while it is expected to send (the rest of a body)
+# or read (the answer). Not a deadline for the processing: HAProxy does not apply it
+# while the client waits for the server (tests/test_haproxy.py), so it needs no room for
+# the ingress's request_timeout_s.
+DEFAULT_CLIENT_TIMEOUT_S = 30
+SERVER_MAXCONN_ENV = "IMAGETAGGER_HAPROXY_SERVER_MAXCONN"
+# Requests HAProxy has at one ingress replica at once: above the ingress's max_in_flight
+# (256: the app answers its own JSON 503 past it) and below Serve's max_ongoing_requests
+# (320, serve_config.yaml), so Serve's own queue never fills. A request beyond it waits
+# in HAProxy's queue at most QUEUE_TIMEOUT_S, then gets the JSON 503 `Overloaded`: a
+# flood is turned away by HAProxy (C, microseconds a request) instead of lining up for
+# the ingress's Python event loop (milliseconds a request), where at 512 closed-loop
+# clients on 2 cores a request waited ~10 s before the app could even refuse it.
+DEFAULT_SERVER_MAXCONN = 300
+QUEUE_TIMEOUT_S = 1
 RETRY_AFTER_S = 1
 LOOPBACK = "127.0.0.1"
 
@@ -142,6 +166,8 @@ def amend(
     errorfiles: Mapping[int, Path],
     public_host: str | None = None,
     http_request_timeout_s: int = DEFAULT_HTTP_REQUEST_TIMEOUT_S,
+    client_timeout_s: int = DEFAULT_CLIENT_TIMEOUT_S,
+    server_maxconn: int = DEFAULT_SERVER_MAXCONN,
 ) -> str:
     """Ray's HAProxy config with the changes the module docstring lists.
 
@@ -158,25 +184,45 @@ def amend(
         if (kind, name) in (("frontend", "prometheus"), ("listen", "stats")):
             section = _rebind(section, LOOPBACK)
         elif kind == "defaults":
-            # HAProxy's own answers on a stream (no server, server gone, timeout). Those
-            # its HTTP/1 parser sends before a request exists (400 for bytes that are not
-            # HTTP, 408 for headers that never end) stay HAProxy's HTML: 2.8 ignores
-            # errorfiles there (tests/test_haproxy.py).
+            # HAProxy's own answers on a stream (no server, server gone, timeout, a body
+            # that did not arrive in time). Those its HTTP/1 parser sends before a
+            # request exists (400 for bytes that are not HTTP, 408 for headers that never
+            # end) stay HAProxy's HTML: 2.8 ignores errorfiles there (tests/test_haproxy.py).
             section = [line for line in section if not line.strip().startswith("errorfile ")]
-            section += [
-                f"    errorfile {code} {path}" for code, path in errorfiles.items() if code >= 500
-            ]
+            section += [f"    errorfile {code} {path}" for code, path in errorfiles.items()]
             if not any(line.strip().startswith("timeout http-request") for line in section):
                 section.append(f"    timeout http-request {http_request_timeout_s}s")
+            # Ray's is an hour.
+            section = [line for line in section if not line.strip().startswith("timeout client ")]
+            section.append(f"    timeout client {client_timeout_s}s")
         elif (kind, name) == ("frontend", "http_frontend"):
             if public_host is not None:
                 section = _rebind(section, public_host)
             section = _json_from_backends(section, errorfiles)
+            # Wait for the body (up to a buffer) before choosing a server, within
+            # `timeout http-request`: a slow upload is cut here, never reaching a replica.
+            section.append("    option http-buffer-request")
+        elif kind == "backend" and name.startswith("http-"):  # an application's replicas
+            section = _limit_servers(section, server_maxconn)
         elif (kind, name) == ("backend", "default_backend"):
             # Nothing is deployed on this path: not ready yet (or any more).
             section = [section[0], f"    http-request return errorfile {errorfiles[503]}"]
         out.extend(section)
     return "\n".join(out) + "\n"
+
+
+def _limit_servers(section: list[str], maxconn: int) -> list[str]:
+    """Every server of a backend at most ``maxconn`` requests at once; a request queued
+    for one is answered 503 (the errorfile's JSON) after ``QUEUE_TIMEOUT_S``."""
+    out = [line for line in section if not line.strip().startswith("timeout queue")]
+    for index, line in enumerate(out):
+        if line.strip().startswith("default-server ") and " maxconn " not in f"{line} ":
+            out[index] = f"{line} maxconn {maxconn}"
+            break
+    else:
+        out.append(f"    default-server maxconn {maxconn}")
+    out.append(f"    timeout queue {QUEUE_TIMEOUT_S}s")
+    return out
 
 
 def _json_from_backends(section: list[str], errorfiles: Mapping[int, Path]) -> list[str]:
@@ -205,11 +251,15 @@ def amend_file(path: Path, environ: Mapping[str, str]) -> None:
     """Amend ``path`` in place, under the lock Ray takes to write it."""
     errorfiles = write_errorfiles(path.parent)
     timeout_s = int(environ.get(HTTP_REQUEST_TIMEOUT_ENV) or DEFAULT_HTTP_REQUEST_TIMEOUT_S)
+    client_s = int(environ.get(CLIENT_TIMEOUT_ENV) or DEFAULT_CLIENT_TIMEOUT_S)
+    maxconn = int(environ.get(SERVER_MAXCONN_ENV) or DEFAULT_SERVER_MAXCONN)
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             text = path.read_text()
-            amended = amend(text, errorfiles, environ.get(BIND_ENV) or None, timeout_s)
+            amended = amend(
+                text, errorfiles, environ.get(BIND_ENV) or None, timeout_s, client_s, maxconn
+            )
             if amended != text:
                 tmp = path.with_name(path.name + ".imagetagger")
                 tmp.write_text(amended)

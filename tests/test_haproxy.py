@@ -51,6 +51,16 @@ def test_amend_moves_stats_and_exporter_to_loopback_and_opens_only_the_service(
     assert "text/plain lf-string \"Path '" not in amended
     assert f"{tmp_path}/500.http" not in amended  # Ray's text 500 for 502/503/504
     assert "timeout http-request 10s" in amended
+    defaults = amended.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0].splitlines()
+    clients = [line.strip() for line in defaults if line.strip().startswith("timeout client")]
+    assert clients == ["timeout client 30s"]  # Ray's 3600s gone
+    assert f"    errorfile 408 {errorfiles[408]}" in defaults  # a body's 408: JSON
+    frontend = amended.split("frontend http_frontend\n", 1)[1].split("\nbackend ", 1)[0]
+    assert "    option http-buffer-request" in frontend.splitlines()
+    backend = amended.split("backend http-imagetagger\n", 1)[1].split("\nlisten ", 1)[0]
+    (default_server,) = [line for line in backend.splitlines() if "default-server" in line]
+    assert default_server.endswith(" check maxconn 300"), default_server
+    assert "    timeout queue 1s" in backend.splitlines()
     assert haproxy.amend(amended, errorfiles, "0.0.0.0") == amended  # idempotent
 
 
@@ -217,3 +227,49 @@ def test_slow_request_headers_are_cut_at_the_timeout(
     # sends it before a request exists, where 2.8 uses no errorfile.
     assert answer.startswith("HTTP/1.1 408"), answer
     assert 0.8 <= took < 3, took
+
+
+def test_slow_request_body_is_cut_at_the_timeout_with_json(
+    tmp_path: Path, replica: servers.LoopbackServer
+) -> None:
+    """``option http-buffer-request``: the body's first buffer (16 KB) must arrive within
+    ``timeout http-request`` too; a 1 KB/s upload gets the contract's JSON 408 before any
+    replica sees it (the stand-in records every request it was sent)."""
+    config, port = _config(tmp_path, replica.port)
+    text = haproxy.amend(config.read_text(), haproxy.write_errorfiles(tmp_path), None, 1)
+    config.write_text(text)
+    with running_haproxy(config, port), socket.create_connection(("127.0.0.1", port), 5) as raw:
+        time.sleep(0.6)  # health checks
+        seen = len(replica.requests)
+        raw.sendall(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n")
+        started = time.monotonic()
+        raw.settimeout(0.1)
+        answer = b""
+        while b"\r\n\r\n" not in answer and time.monotonic() - started < 5:
+            with contextlib.suppress(OSError):
+                raw.sendall(b"x" * 100)  # 1 KB/s
+            with contextlib.suppress(TimeoutError):
+                answer += raw.recv(4096)
+        took = time.monotonic() - started
+        forwarded = [r for r in replica.requests[seen:] if r.path != "/-/healthz"]
+    head, body = answer.decode().split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.1 408"), answer
+    assert "content-type: application/json" in head.lower(), head
+    assert json.loads(body)["error"]["type"] == "RequestTimeout"
+    assert 0.8 <= took < 3, took
+    assert forwarded == [], forwarded
+
+
+def test_client_timeout_does_not_cut_a_client_waiting_for_the_server(tmp_path: Path) -> None:
+    """``timeout client`` (30 s) is silence while the client should send or read, not a
+    deadline on the answer: with 1 s, an answer that takes 2.5 s still arrives."""
+    slow = servers.delayed(servers.respond(b'{"fine":true}', "application/json"), 2.5)
+    routes = {"/-/healthz": servers.respond(b"success", "text/plain"), "/slow": slow}
+    with servers.LoopbackServer("127.0.0.1", routes) as backend:
+        config, port = _config(tmp_path, backend.port)
+        errorfiles = haproxy.write_errorfiles(tmp_path)
+        config.write_text(haproxy.amend(config.read_text(), errorfiles, None, 1, 1))
+        with running_haproxy(config, port):
+            time.sleep(0.6)
+            response = requests.get(f"http://127.0.0.1:{port}/slow", timeout=10)
+    assert response.status_code == 200 and response.json() == {"fine": True}
