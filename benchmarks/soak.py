@@ -234,6 +234,8 @@ def processes(token: str) -> tuple[dict[str, int], dict[str, set[int]]]:
             role, size = process_role(pid), process_pss(pid)
         except OSError:
             continue
+        if len(role) > 40 or not role.replace("_", "").replace(".", "").replace(" ", "").isalnum():
+            role = "other"  # a command line procs.role_of cannot name (a code string)
         pss[role] = pss.get(role, 0) + size
         if role in REPLICA_ROLES:
             replicas.setdefault(role, set()).add(pid)
