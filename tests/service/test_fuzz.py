@@ -32,6 +32,7 @@ not used: after a URL is replaced, a case generated as invalid may have become v
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 from typing import Any
@@ -53,6 +54,7 @@ from yarl import URL
 
 from imagetagger.schemas import MAX_BATCH_URLS, MAX_URL_LENGTH
 from tests import servers
+from tests.photos import CHELSEA
 from tests.service.helpers import Service
 
 EXAMPLES_PER_OPERATION = 50
@@ -67,6 +69,9 @@ OPERATIONS = [
     ("POST", "/predictions/batch", POSITIVE),
     ("POST", "/predictions/batch", NEGATIVE),
 ]
+# The label APIs read their bodies themselves (their wire formats are Google's and AWS's,
+# not in /openapi.json's schemas): fuzzed by test_label_api_bodies_never_fail_the_server.
+LABEL_API_OPERATIONS = {("POST", "/v1/images:annotate"), ("POST", "/")}
 # A batch of up to 64 URLs is 64 model calls; a few are enough to fuzz the shape.
 MAX_FUZZED_BATCH = 6
 CHECKS = [
@@ -233,7 +238,7 @@ def api_schema(service: Service) -> schemathesis.BaseSchema:
 def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
     """A route added to the app without a line in OPERATIONS must not go unfuzzed."""
     listed = {(op.method.upper(), op.path) for op in _operations(api_schema)}
-    assert listed == {(method, path) for method, path, _ in OPERATIONS}
+    assert listed == {(method, path) for method, path, _ in OPERATIONS} | LABEL_API_OPERATIONS
 
 
 @pytest.mark.parametrize(
@@ -329,3 +334,106 @@ def test_batch_malformed_json_is_a_validation_error(service: Service, body: byte
     )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["type"] == "ValidationError"
+
+
+def _json_values() -> st.SearchStrategy[Any]:
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allow_nan=False), st.text()
+    )
+    return st.recursive(
+        scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner)
+    )
+
+
+def vision_bodies(urls: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
+    """Cloud Vision bodies, near the real shape and far from it (every URI loopback-only)."""
+    content = st.sampled_from([CHELSEA, b"not an image", b""]).map(
+        lambda data: base64.b64encode(data).decode()
+    ) | st.text(max_size=20)
+    image = st.fixed_dictionaries(
+        {}, optional={"content": content, "source": st.fixed_dictionaries({"imageUri": urls})}
+    )
+    feature = st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["LABEL_DETECTION", 4, 1, "FACE_DETECTION", "NOPE", -1]),
+            "maxResults": st.integers(-3, 2000) | st.text(max_size=3),
+        },
+    )
+    request = st.fixed_dictionaries(
+        {}, optional={"image": image, "features": st.lists(feature, max_size=2)}
+    )
+    return st.one_of(
+        st.fixed_dictionaries({"requests": st.lists(request, max_size=3)}),
+        st.fixed_dictionaries({"requests": st.lists(request, min_size=17, max_size=17)}),
+        _json_values(),
+    )
+
+
+def rekognition_bodies() -> st.SearchStrategy[Any]:
+    image = st.fixed_dictionaries(
+        {},
+        optional={
+            "Bytes": st.sampled_from([CHELSEA, b"x"]).map(lambda d: base64.b64encode(d).decode())
+            | st.text(max_size=10),
+            "S3Object": st.fixed_dictionaries({"Bucket": st.text(), "Name": st.text()}),
+        },
+    )
+    return st.one_of(
+        st.fixed_dictionaries(
+            {"Image": image},
+            optional={
+                "MaxLabels": st.integers(-2, 2000) | st.text(max_size=3),
+                "MinConfidence": st.floats(-10, 200) | st.text(max_size=3),
+            },
+        ),
+        _json_values(),
+    )
+
+
+def _label_api_urls(body: Any) -> list[Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
+        return []
+    found = []
+    for request in body["requests"]:
+        image = request.get("image") if isinstance(request, dict) else None
+        source = image.get("source") if isinstance(image, dict) else None
+        if isinstance(source, dict):
+            found.append(source.get("imageUri"))
+    return found
+
+
+def test_label_api_bodies_never_fail_the_server(service: Service) -> None:
+    """Any body gets a 200 or its API's own error shape, never a 5xx or a stack trace."""
+    session = requests.Session()
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(vision=vision_bodies(url_strategy(service.images)), aws=rekognition_bodies())
+    def fuzz(vision: Any, aws: Any) -> None:
+        assert all(is_loopback_only(url) for url in _label_api_urls(vision)), vision
+        answer = session.post(service.base_url + "/v1/images:annotate", json=vision, timeout=60)
+        assert answer.status_code in (200, 400), answer.text
+        body = answer.json()
+        if answer.status_code == 200:
+            assert len(body["responses"]) == len(vision["requests"])
+        else:
+            assert body["error"]["status"] == "INVALID_ARGUMENT", body
+        answer = session.post(
+            service.base_url + "/",
+            json=aws,
+            headers={"X-Amz-Target": "RekognitionService.DetectLabels"},
+            timeout=60,
+        )
+        assert answer.status_code in (200, 400), answer.text
+        if answer.status_code == 400:
+            assert answer.json()["__type"].endswith("Exception"), answer.text
+        else:
+            assert isinstance(answer.json()["Labels"], list)
+
+    fuzz()
