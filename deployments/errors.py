@@ -33,6 +33,7 @@ from imagetagger.errors import (
     InvalidRequest,
     Overloaded,
     RouteError,
+    encodable,
 )
 from imagetagger.schemas import error_answer
 
@@ -50,7 +51,11 @@ def to_domain_error(exc: BaseException, where: str = "") -> ImageTaggerError:
     if isinstance(exc, RequestValidationError):
         return InvalidRequest(
             [
-                {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+                {
+                    "loc": [encodable(x) if isinstance(x, str) else x for x in error["loc"]],
+                    "message": encodable(error["msg"]),
+                    "type": error["type"],
+                }
                 for error in exc.errors()
             ]
         )

@@ -13,6 +13,12 @@ import math
 from typing import Any, ClassVar
 
 
+def encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry (a lone surrogate a client sent in a JSON key,
+    echoed in an error's detail) escaped, so the answer can always be written."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class ImageTaggerError(Exception):
     """Base class of every client-caused error; carries its HTTP status and JSON type."""
 

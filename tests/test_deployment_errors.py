@@ -83,3 +83,23 @@ def test_error_table_statuses() -> None:
     }
     assert InvalidImage().detail == "Url is not pointing to a valid image format."
     assert UnreachableURL().detail == "Url cannot be reached."
+
+
+def test_a_validation_error_echoing_a_lone_surrogate_is_still_written() -> None:
+    """A JSON key "\\ud800" (valid JSON, not encodable as UTF-8) in a 422's loc."""
+    from fastapi.exceptions import RequestValidationError
+
+    from deployments.errors import error_response
+
+    exc = RequestValidationError(
+        [
+            {
+                "loc": ("body", "\ud800"),
+                "msg": "Extra inputs are not permitted",
+                "type": "extra_forbidden",
+            }
+        ]
+    )
+    response = error_response(exc)
+    assert response.status_code == 422
+    assert b"\\ud800" in response.body

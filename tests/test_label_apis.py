@@ -154,3 +154,14 @@ def test_sigv4_scheme() -> None:
         sigv4.authenticate(KEYS, [auth_header(date="20261130")], [date], now=NOW)
     with pytest.raises(rekognition.AwsError, match="X-Amz-Date"):
         sigv4.authenticate(KEYS, [auth_header()], [], now=NOW)
+
+
+def test_an_error_echoing_a_lone_surrogate_can_still_be_written() -> None:
+    """Found by the fuzzer: a JSON key "\\ud800" echoed in the message made a 500."""
+    from fastapi.responses import JSONResponse
+
+    body = json.dumps({"Image": {}, "\ud800x": 1})
+    with pytest.raises(rekognition.AwsError) as raised:
+        rekognition.parse_request(body, rekognition.TARGET)
+    assert JSONResponse(raised.value.body()).status_code == 200  # rendered, no error
+    assert "\\ud800" in raised.value.message

@@ -40,7 +40,7 @@ from imagetagger.errors import (
     UnreachableURL,
 )
 from imagetagger.hierarchy import GeneralLabel, general_labels
-from imagetagger.label_apis.common import KeyMatcher, display_name
+from imagetagger.label_apis.common import KeyMatcher, display_name, encodable
 from imagetagger.label_apis.vision_messages import (
     FEATURE_NAMES,
     FEATURE_TYPES,
@@ -94,6 +94,7 @@ class VisionError(Exception):
     """A whole-call failure, answered as Google's ``{"error": {code, message, status}}``."""
 
     def __init__(self, status: str, message: str, headers: dict[str, str] | None = None) -> None:
+        message = encodable(message)
         super().__init__(message)
         self.status = status
         self.message = message

@@ -7,6 +7,10 @@ import binascii
 import re
 from typing import Protocol
 
+from imagetagger.errors import encodable
+
+__all__ = ["KeyMatcher", "decode_base64", "display_name", "encodable"]
+
 _BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
 
 

@@ -33,7 +33,7 @@ from imagetagger.errors import (
     UnreachableURL,
 )
 from imagetagger.hierarchy import GeneralLabel, hierarchy
-from imagetagger.label_apis.common import decode_base64, display_name
+from imagetagger.label_apis.common import decode_base64, display_name, encodable
 
 TARGET = "RekognitionService.DetectLabels"
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -76,6 +76,7 @@ class AwsError(Exception):
     def __init__(
         self, error_type: str, message: str, http_status: int = 400, headers: dict | None = None
     ) -> None:
+        message = encodable(message)
         super().__init__(message)
         self.error_type = error_type
         self.message = message
