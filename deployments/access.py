@@ -41,13 +41,18 @@ class Access:
         The rate-limited client is the key when keys are on (many clients may share an
         address behind a NAT or a load balancer), else the client's address.
         """
-        client = f"addr:{address}"
+        client = None
         if self.keys is not None:
             client = self.keys.identify(
                 headers.getlist("authorization"), headers.getlist("x-api-key")
             )
+        self.limit(client, address)
+
+    def limit(self, client: str | None, address: str) -> None:
+        """Raise ``RateLimited`` when ``client`` (a key's id; None with keys off: the
+        address) is past its rate limit; the label-API routes call this too."""
         if self.limiter is not None:
-            wait_s = self.limiter.acquire(client)
+            wait_s = self.limiter.acquire(client or f"addr:{address}")
             if wait_s > 0:
                 raise RateLimited(retry_after_s=wait_s)
 

@@ -27,7 +27,7 @@ from ray import serve
 
 from deployments.metrics import downloader_metrics
 from imagetagger.download.fetch import fetcher_config, fetcher_from_settings
-from imagetagger.errors import ImageTaggerError
+from imagetagger.errors import ImageTaggerError, InternalError
 from imagetagger.images import PreparedImage, prepare_image
 from imagetagger.models.specs import get_spec
 from imagetagger.response_cache import image_digest
@@ -91,7 +91,7 @@ class Downloader:
             return index, await self.load(url)
         except Exception:
             logger.exception("unexpected error loading an image (%s)", _host(url))
-            return index, ImageTaggerError()
+            return index, InternalError()
 
     async def _download(self, source: ImageSource) -> bytes | ImageTaggerError:
         """The image's bytes (an upload's as they are), or the client's error."""

@@ -82,7 +82,7 @@ def as_domain_error(exc: BaseException) -> ImageTaggerError | None:
         # RayServeException ("... failed because an upstream actor died").
         exc = exc.__cause__
     if isinstance(exc, ImageTaggerError):
-        return exc if not isinstance(exc, RayTaskError) else _unwrapped(exc)
+        return exc
     if isinstance(exc, BackPressureError):
         return Overloaded()
     if isinstance(
@@ -90,9 +90,3 @@ def as_domain_error(exc: BaseException) -> ImageTaggerError | None:
     ):
         return Overloaded("A replica is restarting; retry later.")
     return None
-
-
-def _unwrapped(exc: ImageTaggerError) -> ImageTaggerError:
-    """A plain copy of a domain error that Ray wrapped (its class and its arguments)."""
-    constructor, arguments = exc.__reduce__()[:2]
-    return constructor(*arguments)

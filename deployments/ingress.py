@@ -39,7 +39,7 @@ from deployments.ratelimit import RateLimiter
 from deployments.routes import TaggingRoutes
 from imagetagger.errors import ImageTaggerError, Overloaded
 from imagetagger.grouping import StreamedGroups
-from imagetagger.hierarchy import general_labels
+from imagetagger.hierarchy import general_labels, hierarchy
 from imagetagger.images import PreparedImage
 from imagetagger.predictions import select_predictions
 from imagetagger.response_cache import ResponseCache
@@ -96,6 +96,7 @@ class ImageTagger(TaggingRoutes, LabelApiRoutes):
             hold_s=INFERENCE_SLOT_HOLD_S,
         )
         self._model_name = model_name
+        hierarchy()  # loaded (~0.1 s) at start, not by the first request for general labels
         self._settings = IngressSettings()
         self._in_flight = 0
         self._cache = ResponseCache(self._settings.response_cache_bytes)

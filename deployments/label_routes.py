@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.api import app
 from deployments.errors import to_domain_error
-from imagetagger.errors import ImageTooLarge, RateLimited
+from imagetagger.errors import ImageTooLarge
 from imagetagger.label_apis import cloud_vision, rekognition, sigv4
 from imagetagger.routes import CLOUD_VISION, REKOGNITION
 
@@ -44,7 +44,7 @@ class LabelApiRoutes:
                 request.headers.getlist("x-goog-api-key"),
                 request.query_params.getlist("key"),
             )
-            self._limit_rate(client, request)
+            self.access.limit(client, request.client.host if request.client else "-")
             body = await _read_body(request, MAX_VISION_BODY_BYTES)
             jobs = cloud_vision.parse_request(body, max_image_bytes=self._settings.max_upload_bytes)
             answers = await self._admit(
@@ -81,7 +81,7 @@ class LabelApiRoutes:
                 request.headers.getlist("authorization"),
                 request.headers.getlist("x-amz-date"),
             )
-            self._limit_rate(client, request)
+            self.access.limit(client, request.client.host if request.client else "-")
             body = await _read_body(request, MAX_REKOGNITION_BODY_BYTES)
             parsed = rekognition.parse_request(
                 body, target, max_image_bytes=self._settings.max_upload_bytes
@@ -101,17 +101,6 @@ class LabelApiRoutes:
     def _label_model(self) -> str:
         """``LabelModelVersion``: the served model and the hierarchy's source."""
         return f"imagetagger-{self._model_name}-wordnet3.0"
-
-    def _limit_rate(self, client: str | None, request: Request) -> None:
-        """The rate limit of ``client`` (the key's id; with keys off, the address)."""
-        limiter = self.access.limiter
-        if limiter is None:
-            return
-        if client is None:
-            client = f"addr:{request.client.host if request.client else '-'}"
-        wait_s = limiter.acquire(client)
-        if wait_s > 0:
-            raise RateLimited(retry_after_s=wait_s)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -37,15 +37,15 @@ import pytest
 import requests
 
 from imagetagger.cli.processes import descendants
-from imagetagger.sockets import (
+from tests import servers
+from tests.service.helpers import ROOT
+from tests.sockets import (
     Listener,
     accepting_listeners,
     listeners,
     own_addresses,
     socket_inodes,
 )
-from tests import servers
-from tests.service.helpers import ROOT
 
 START_TIMEOUT_S = 600
 POLL_INTERVAL_S = 0.2

@@ -2,7 +2,7 @@
 
 Why: "only the service port is reachable from other hosts" is a claim about every
 process Ray and Serve start, and the only way to check it is to look at the sockets
-themselves (``tests/service/test_listening_sockets.py``, the soak's report).
+themselves (``tests/service/test_listening_sockets.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from imagetagger.cli.processes import process_name
 
 TCP_LISTEN = "0A"  # the st column of /proc/net/tcp*: TCP_LISTEN
 
@@ -73,13 +75,6 @@ def socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
-
-
 def listeners(pids: list[int] | set[int]) -> list[Listener]:
     """Every listening TCP socket the processes ``pids`` hold, sorted, one per socket.
 
@@ -92,7 +87,7 @@ def listeners(pids: list[int] | set[int]) -> list[Listener]:
         for inode in socket_inodes(pid) & listening.keys():
             if inode not in found:
                 host, port = listening[inode]
-                found[inode] = Listener(host, port, pid, _process_name(pid))
+                found[inode] = Listener(host, port, pid, process_name(pid) or "?")
     return sorted(found.values())
 
 
