@@ -48,8 +48,8 @@ from tests.photos import CHELSEA
 
 KEY = "test-key-0123456789"
 MAX_IMAGE_BYTES = 200_000  # the stand-in's byte cap (chelsea.jpg is well under it)
-UNREACHABLE = "http://unreachable.example/cat.jpg"
-FORBIDDEN = "http://169.254.169.254/latest/meta-data/"
+UNREACHABLE = "http://127.0.0.1:9/cat.jpg"  # the stand-in never fetches; loopback anyway
+FORBIDDEN = "http://127.0.0.2:8/forbidden.jpg"
 MODEL_VERSION = "imagetagger-efficientnet_lite2-wordnet3.0"
 
 
