@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 import socket
 
+# Above Ray's worker ports (10002-19999), below Serve's replica ports (30000 and up) and
+# the kernel's ephemeral range (32768 and up).
 PRIVATE_PORTS = range(20000, 30000)
 
 

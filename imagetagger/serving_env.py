@@ -102,8 +102,6 @@ def isolated_haproxy_env(directory: str) -> dict[str, str]:
     }
 
 
-# Above Ray's worker ports (10002-19999), below Serve's replica ports (30000 and up) and
-# the kernel's ephemeral range (32768 and up).
 DIRECT_INGRESS_PORTS = 8  # ports per protocol for the ingress replicas' own servers
 _HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
 
