@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks.launch import run_service
 from benchmarks.load import ImageURLs
 from benchmarks.measure import WARM_UP_REQUESTS, LoadSettings, measure_level, warm_up
-from benchmarks.photos import DEFAULT_WORKLOAD, WORKLOADS, PhotoServer
+from benchmarks.photos import DEFAULT_WORKLOAD, WORKLOADS, PhotoServer, photos_for
 from benchmarks.procs import memory_snapshot
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    with PhotoServer() as photos:
+    with PhotoServer(photos_for([args.workload])) as photos:
         images = photos.workload(args.workload)
         for round_index in range(args.rounds):
             order = args.variant if round_index % 2 == 0 else args.variant[::-1]

@@ -265,7 +265,12 @@ def _plain_env() -> dict[str, str]:
 
 @contextmanager
 def run_peer(model: str, options: RuntimeOptions, workdir: Path) -> Iterator[RunningServer]:
-    """``litert_server.py`` on the service's runtime options (precision, threads, pool)."""
+    """``litert_server.py`` on the service's runtime options (precision, threads, pool).
+
+    Not ``solo_threads``: choosing an interpreter by the replica's load is the serving
+    layer's work, which the peer, a user's fixed pool, does not do (as it does not decode
+    at a reduced scale).
+    """
     port = private_port()
     command = [sys.executable, str(ROOT / "benchmarks" / "litert_server.py")]
     command += ["--host", LOOPBACK, "--port", str(port), "--model", model]

@@ -215,3 +215,83 @@ def test_load_model_dispatches_on_the_runtime(lite0_cache: Path) -> None:
         "efficientnet_lite0", RuntimeOptions(interpreters=3), cache_dir=lite0_cache
     )
     assert isinstance(classifier, LiteRTClassifier) and classifier.pool_size == 3
+
+
+# --- the solo interpreter ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def solo_classifier(lite0_cache: Path) -> LiteRTClassifier:
+    """lite0 with two single-threaded interpreters and a 2-thread solo one."""
+    classifier = load_model(
+        "efficientnet_lite0",
+        RuntimeOptions(intra_op_threads=1, interpreters=2, solo_threads=2),
+        cache_dir=lite0_cache,
+    )
+    assert isinstance(classifier, LiteRTClassifier)
+    return classifier
+
+
+def _spy_on_runs(classifier: LiteRTClassifier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record which interpreter (``solo`` or ``pool``) runs each call; the runs stay real."""
+    used: list[str] = []
+    solo = classifier._solo
+    assert solo is not None
+    run = type(solo).run
+
+    def recording(interpreter, batch: np.ndarray) -> np.ndarray:
+        used.append("solo" if interpreter is solo else "pool")
+        return run(interpreter, batch)
+
+    monkeypatch.setattr(type(solo), "run", recording)
+    return used
+
+
+def test_a_lone_image_runs_on_the_solo_interpreter_with_the_same_answer(
+    solo_classifier: LiteRTClassifier, lite0_litert_classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = real_photo_batch(solo_classifier.spec.input_size)
+    used = _spy_on_runs(solo_classifier, monkeypatch)
+    got = np.concatenate([solo_classifier.predict_proba(image[np.newaxis]) for image in batch])
+    assert used == ["solo"] * len(batch)
+    # XNNPACK splits the work, not the sums, across threads: the answers are bit-identical.
+    np.testing.assert_array_equal(got, lite0_litert_classifier.predict_proba(batch))
+
+
+def test_an_image_that_overlaps_a_running_one_goes_to_the_pool(
+    solo_classifier: LiteRTClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    batch = real_photo_batch(solo_classifier.spec.input_size)
+    expected = solo_classifier.predict_proba(batch[:1])
+    solo = solo_classifier._solo
+    run = type(solo).run
+    used: list[str] = []
+    solo_started, release = threading.Event(), threading.Event()
+
+    def held(interpreter, images: np.ndarray) -> np.ndarray:
+        used.append("solo" if interpreter is solo else "pool")
+        if interpreter is solo:  # the lone image holds the solo interpreter until released
+            solo_started.set()
+            assert release.wait(timeout=30)
+        return run(interpreter, images)
+
+    monkeypatch.setattr(type(solo), "run", held)
+    first: list[np.ndarray] = []
+    lone = threading.Thread(target=lambda: first.append(solo_classifier.predict_proba(batch[:1])))
+    lone.start()
+    assert solo_started.wait(timeout=30)
+    overlapping = solo_classifier.predict_proba(batch[:1])
+    release.set()
+    lone.join(timeout=30)
+    assert used == ["solo", "pool"]
+    np.testing.assert_array_equal(overlapping, expected)
+    np.testing.assert_array_equal(first[0], expected)
+    solo_classifier.predict_proba(batch[:1])  # alone again: the solo interpreter
+    assert used == ["solo", "pool", "solo"]
+
+
+def test_solo_threads_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        RuntimeOptions(solo_threads=-1)

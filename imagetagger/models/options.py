@@ -64,7 +64,9 @@ class RuntimeOptions:
     ``intra_op_threads``: threads per inference (TensorFlow's intra-op pool; a LiteRT
     interpreter's threads), 0 = the runtime's default. ``inter_op_threads``: TensorFlow
     only. ``interpreters``: LiteRT only, how many images run at once in one process.
-    Those two are ignored by the other runtime. ``compute_dtype`` (TensorFlow: mixed
+    ``solo_threads``: LiteRT only, the threads of one more interpreter that runs an image
+    while no other is running (0: none), so a lone request uses the idle cores too.
+    Those three are ignored by the other runtime. ``compute_dtype`` (TensorFlow: mixed
     precision on GPUs) and ``precision`` (LiteRT) change the model's numbers, so asking
     for them on the other runtime is an error rather than a silently different model.
     These checks are the only ones: :class:`ModelOptions` runs them too.
@@ -76,6 +78,7 @@ class RuntimeOptions:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     interpreters: int = 1
+    solo_threads: int = 0
 
     def __post_init__(self) -> None:
         check_runtime_name(self.runtime)
@@ -89,7 +92,8 @@ class RuntimeOptions:
             raise ValueError("compute_dtype applies to the tensorflow runtime only")
         if self.runtime == "tensorflow" and self.precision != "float32":
             raise ValueError("precision applies to the litert runtime only")
-        if min(self.intra_op_threads, self.inter_op_threads) < 0 or self.interpreters < 1:
+        threads = (self.intra_op_threads, self.inter_op_threads, self.solo_threads)
+        if min(threads) < 0 or self.interpreters < 1:
             raise ValueError("thread and interpreter counts must be positive (0: default)")
 
 
@@ -125,6 +129,11 @@ class ModelOptions(BaseModel):
     interpreters: int = Field(
         default=_RUNTIME_DEFAULTS.interpreters,
         description="litert only: images inferred at once per replica.",
+    )
+    solo_threads: int = Field(
+        default=_RUNTIME_DEFAULTS.solo_threads,
+        description="litert only: threads of one more interpreter that runs an image "
+        "while no other is running (a lone request's latency); 0 = none.",
     )
 
     @model_validator(mode="after")

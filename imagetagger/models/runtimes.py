@@ -40,6 +40,7 @@ def load_model(
             precision=options.precision,
             num_threads=options.intra_op_threads,
             pool_size=options.interpreters,
+            solo_threads=options.solo_threads,
         )
     from imagetagger.tfconfig import configure_tensorflow
 
