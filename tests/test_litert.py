@@ -292,6 +292,39 @@ def test_an_image_that_overlaps_a_running_one_goes_to_the_pool(
     assert used == ["solo", "pool", "solo"]
 
 
+def test_a_warm_up_waits_for_the_solo_interpreter_to_be_free(
+    solo_classifier: LiteRTClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    batch = real_photo_batch(solo_classifier.spec.input_size)
+    solo = solo_classifier._solo
+    run = type(solo).run
+    solo_runs: list[bool] = []  # for each solo run: whether the lone call was released
+    solo_started, release = threading.Event(), threading.Event()
+
+    def held(interpreter, images: np.ndarray) -> np.ndarray:
+        if interpreter is solo:
+            solo_runs.append(release.is_set())
+            if not solo_started.is_set():  # the first (lone) call holds it until released
+                solo_started.set()
+                assert release.wait(timeout=30)
+        return run(interpreter, images)
+
+    monkeypatch.setattr(type(solo), "run", held)
+    lone = threading.Thread(target=lambda: solo_classifier.predict_proba(batch[:1]))
+    lone.start()
+    assert solo_started.wait(timeout=30)
+    warm_up = threading.Thread(target=solo_classifier.warmup)
+    warm_up.start()
+    warm_up.join(timeout=1.0)
+    assert warm_up.is_alive()  # waiting for the solo interpreter, not running it
+    release.set()
+    lone.join(timeout=30)
+    warm_up.join(timeout=30)
+    assert solo_runs == [False, True]
+
+
 def test_solo_threads_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="positive"):
         RuntimeOptions(solo_threads=-1)

@@ -133,8 +133,9 @@ class LiteRTClassifier:
         for _ in range(pool_size):
             self._pool.put(_Interpreter(model_path, num_threads, logits))
         self._solo = _Interpreter(model_path, solo_threads, logits) if solo_threads else None
-        self._running = 0  # calls holding an interpreter; the solo one is free when 0
+        self._running = 0  # calls holding an interpreter: the solo one is for a lone call
         self._running_lock = threading.Lock()
+        self._solo_lock = threading.Lock()  # held by whoever runs the solo interpreter
 
     @contextmanager
     def _interpreter(self) -> Iterator[_Interpreter]:
@@ -142,8 +143,11 @@ class LiteRTClassifier:
             alone = self._running == 0
             self._running += 1
         try:
-            if alone and self._solo is not None:
-                yield self._solo
+            if alone and self._solo is not None and self._solo_lock.acquire(blocking=False):
+                try:
+                    yield self._solo
+                finally:
+                    self._solo_lock.release()
                 return
             interpreter = self._pool.get()
             try:
@@ -170,13 +174,8 @@ class LiteRTClassifier:
         try:
             outputs = [interpreter.run(zeros) for interpreter in held]
             if self._solo is not None:
-                with self._running_lock:  # no call may take it meanwhile
-                    self._running += 1
-                try:
+                with self._solo_lock:
                     outputs.append(self._solo.run(zeros))
-                finally:
-                    with self._running_lock:
-                        self._running -= 1
         finally:
             for interpreter in held:
                 self._pool.put(interpreter)
