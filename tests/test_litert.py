@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -232,97 +233,96 @@ def solo_classifier(lite0_cache: Path) -> LiteRTClassifier:
     return classifier
 
 
-def _spy_on_runs(classifier: LiteRTClassifier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record which interpreter (``solo`` or ``pool``) runs each call; the runs stay real."""
-    used: list[str] = []
-    solo = classifier._solo
-    assert solo is not None
-    run = type(solo).run
+class InterpreterSpy:
+    """Which interpreter (``solo`` or ``pool``) runs each call, and whether ``release``
+    was set when it did; the runs stay real. With ``hold_first_solo`` the first solo run
+    waits for ``release`` (``solo_started`` says it began), so a test can overlap it."""
 
-    def recording(interpreter, batch: np.ndarray) -> np.ndarray:
-        used.append("solo" if interpreter is solo else "pool")
-        return run(interpreter, batch)
+    def __init__(
+        self,
+        classifier: LiteRTClassifier,
+        monkeypatch: pytest.MonkeyPatch,
+        hold_first_solo: bool = False,
+    ) -> None:
+        solo = classifier._solo
+        assert solo is not None
+        run = type(solo).run
+        self.runs: list[tuple[str, bool]] = []
+        self.solo_started, self.release = threading.Event(), threading.Event()
+        if not hold_first_solo:
+            self.release.set()
 
-    monkeypatch.setattr(type(solo), "run", recording)
-    return used
+        def spied(interpreter, images: np.ndarray) -> np.ndarray:
+            self.runs.append(("solo" if interpreter is solo else "pool", self.release.is_set()))
+            if interpreter is solo and not self.solo_started.is_set():
+                self.solo_started.set()
+                assert self.release.wait(timeout=30)
+            return run(interpreter, images)
+
+        monkeypatch.setattr(type(solo), "run", spied)
+
+    @property
+    def used(self) -> list[str]:
+        return [which for which, _ in self.runs]
 
 
 def test_a_lone_image_runs_on_the_solo_interpreter_with_the_same_answer(
     solo_classifier: LiteRTClassifier, lite0_litert_classifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batch = real_photo_batch(solo_classifier.spec.input_size)
-    used = _spy_on_runs(solo_classifier, monkeypatch)
+    spy = InterpreterSpy(solo_classifier, monkeypatch)
     got = np.concatenate([solo_classifier.predict_proba(image[np.newaxis]) for image in batch])
-    assert used == ["solo"] * len(batch)
+    assert spy.used == ["solo"] * len(batch)
     # XNNPACK splits the work, not the sums, across threads: the answers are bit-identical.
     np.testing.assert_array_equal(got, lite0_litert_classifier.predict_proba(batch))
+
+
+def _start_a_lone_call_that_holds_the_solo_interpreter(
+    classifier: LiteRTClassifier, spy: InterpreterSpy, image: np.ndarray
+) -> tuple[threading.Thread, list[np.ndarray]]:
+    answers: list[np.ndarray] = []
+    lone = threading.Thread(target=lambda: answers.append(classifier.predict_proba(image)))
+    lone.start()
+    assert spy.solo_started.wait(timeout=30)
+    return lone, answers
 
 
 def test_an_image_that_overlaps_a_running_one_goes_to_the_pool(
     solo_classifier: LiteRTClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     batch = real_photo_batch(solo_classifier.spec.input_size)
     expected = solo_classifier.predict_proba(batch[:1])
-    solo = solo_classifier._solo
-    run = type(solo).run
-    used: list[str] = []
-    solo_started, release = threading.Event(), threading.Event()
-
-    def held(interpreter, images: np.ndarray) -> np.ndarray:
-        used.append("solo" if interpreter is solo else "pool")
-        if interpreter is solo:  # the lone image holds the solo interpreter until released
-            solo_started.set()
-            assert release.wait(timeout=30)
-        return run(interpreter, images)
-
-    monkeypatch.setattr(type(solo), "run", held)
-    first: list[np.ndarray] = []
-    lone = threading.Thread(target=lambda: first.append(solo_classifier.predict_proba(batch[:1])))
-    lone.start()
-    assert solo_started.wait(timeout=30)
+    spy = InterpreterSpy(solo_classifier, monkeypatch, hold_first_solo=True)
+    lone, first = _start_a_lone_call_that_holds_the_solo_interpreter(
+        solo_classifier, spy, batch[:1]
+    )
     overlapping = solo_classifier.predict_proba(batch[:1])
-    release.set()
+    spy.release.set()
     lone.join(timeout=30)
-    assert used == ["solo", "pool"]
+    assert not lone.is_alive()
+    assert spy.used == ["solo", "pool"]
     np.testing.assert_array_equal(overlapping, expected)
     np.testing.assert_array_equal(first[0], expected)
     solo_classifier.predict_proba(batch[:1])  # alone again: the solo interpreter
-    assert used == ["solo", "pool", "solo"]
+    assert spy.used == ["solo", "pool", "solo"]
 
 
 def test_a_warm_up_waits_for_the_solo_interpreter_to_be_free(
     solo_classifier: LiteRTClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     batch = real_photo_batch(solo_classifier.spec.input_size)
-    solo = solo_classifier._solo
-    run = type(solo).run
-    solo_runs: list[bool] = []  # for each solo run: whether the lone call was released
-    solo_started, release = threading.Event(), threading.Event()
-
-    def held(interpreter, images: np.ndarray) -> np.ndarray:
-        if interpreter is solo:
-            solo_runs.append(release.is_set())
-            if not solo_started.is_set():  # the first (lone) call holds it until released
-                solo_started.set()
-                assert release.wait(timeout=30)
-        return run(interpreter, images)
-
-    monkeypatch.setattr(type(solo), "run", held)
-    lone = threading.Thread(target=lambda: solo_classifier.predict_proba(batch[:1]))
-    lone.start()
-    assert solo_started.wait(timeout=30)
+    spy = InterpreterSpy(solo_classifier, monkeypatch, hold_first_solo=True)
+    lone, _ = _start_a_lone_call_that_holds_the_solo_interpreter(solo_classifier, spy, batch[:1])
     warm_up = threading.Thread(target=solo_classifier.warmup)
     warm_up.start()
     warm_up.join(timeout=1.0)
     assert warm_up.is_alive()  # waiting for the solo interpreter, not running it
-    release.set()
+    spy.release.set()
     lone.join(timeout=30)
     warm_up.join(timeout=30)
-    assert solo_runs == [False, True]
+    assert not lone.is_alive() and not warm_up.is_alive()
+    # the lone call's solo run before the release, the warm-up's only after it
+    assert [released for which, released in spy.runs if which == "solo"] == [False, True]
 
 
 def test_solo_threads_must_not_be_negative() -> None:

@@ -133,30 +133,29 @@ class LiteRTClassifier:
         for _ in range(pool_size):
             self._pool.put(_Interpreter(model_path, num_threads, logits))
         self._solo = _Interpreter(model_path, solo_threads, logits) if solo_threads else None
-        self._running = 0  # calls holding an interpreter: the solo one is for a lone call
-        self._running_lock = threading.Lock()
         self._solo_lock = threading.Lock()  # held by whoever runs the solo interpreter
+
+    def _alone(self) -> bool:
+        """No call is running: every pool interpreter is free, and now the solo one is ours."""
+        return (
+            self._solo is not None
+            and self._pool.qsize() == self.pool_size
+            and self._solo_lock.acquire(blocking=False)
+        )
 
     @contextmanager
     def _interpreter(self) -> Iterator[_Interpreter]:
-        with self._running_lock:
-            alone = self._running == 0
-            self._running += 1
-        try:
-            if alone and self._solo is not None and self._solo_lock.acquire(blocking=False):
-                try:
-                    yield self._solo
-                finally:
-                    self._solo_lock.release()
-                return
-            interpreter = self._pool.get()
+        if self._alone():
             try:
-                yield interpreter
+                yield self._solo
             finally:
-                self._pool.put(interpreter)
+                self._solo_lock.release()
+            return
+        interpreter = self._pool.get()
+        try:
+            yield interpreter
         finally:
-            with self._running_lock:
-                self._running -= 1
+            self._pool.put(interpreter)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 (N, 1000), for a uint8 batch (N, S, S, 3)."""

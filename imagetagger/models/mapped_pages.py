@@ -10,7 +10,6 @@ read, if any, faults them back from the page cache. Linux only: elsewhere, a no-
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import mmap
 from pathlib import Path
@@ -37,7 +36,7 @@ def release_mapped_pages(path: Path) -> int:
     advice = getattr(mmap, "MADV_DONTNEED", None)
     if advice is None or not PROC_MAPS.exists():
         return 0
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's madvise
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     released = 0
     for start, end in mapped_ranges(path, PROC_MAPS.read_text()):
