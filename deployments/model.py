@@ -75,6 +75,10 @@ class ModelDeployment:
             self._classifier.warmup(size)
         self._warmed_up_to = max(self._warmed_up_to, max_batch_size)
 
+    async def model_identity(self) -> str:
+        """This replica's model identity: it answers once the model is loaded and warm."""
+        return self.identity
+
     async def infer_many(self, images: np.ndarray) -> tuple[str, np.ndarray]:
         """This model's identity and the probabilities (N, 1000) of N model-ready images."""
         if images.ndim != 4 or images.shape[1:] != self._input_shape or images.dtype != np.uint8:

@@ -15,18 +15,20 @@ import pytest
 from fastapi import FastAPI, File, UploadFile
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 
-from deployments.access import Access, AccessMiddleware, route_path
-from deployments.auth import INVALID_KEY, MISSING_KEY, ApiKeys, hash_key
-from deployments.middleware import RequestMiddleware
-from deployments.ratelimit import RateLimiter
+from imagetagger.api.access import Access, AccessMiddleware, limiter_for, route_path
+from imagetagger.api.auth import INVALID_KEY, MISSING_KEY, ApiKeys, hash_key
+from imagetagger.api.ratelimit import RateLimiter
+from imagetagger.api.request_log import RequestMiddleware
+from imagetagger.api.routers.contract import guard as contract_guard
 from imagetagger.settings import IngressSettings
 
 KEY = "it-test-key-5f1c2a"
 OTHER_KEY = "it-test-key-9d0e7b"
 UNAUTHORIZED_MISSING = {"error": {"type": "Unauthorized", "detail": MISSING_KEY}}
 UNAUTHORIZED_INVALID = {"error": {"type": "Unauthorized", "detail": INVALID_KEY}}
+GUARDS = {"contract": contract_guard}
 RATE_LIMITED = {"error": {"type": "RateLimited", "detail": "Too many requests; retry later."}}
 
 
@@ -57,7 +59,7 @@ def make_app(access: Access) -> FastAPI:
     async def predict_batch(body: dict[str, Any]) -> dict[str, Any]:
         return {"results": []}
 
-    app.add_middleware(AccessMiddleware, access=lambda: access)
+    app.add_middleware(AccessMiddleware, access=lambda: access, guards=GUARDS)
     app.add_middleware(RequestMiddleware)
     return app
 
@@ -175,7 +177,7 @@ def test_a_refused_upload_is_answered_before_its_body_is_read() -> None:
         "headers": [(b"content-type", b"multipart/form-data; boundary=x")],
         "client": ("127.0.0.9", 5000),
     }
-    asyncio.run(AccessMiddleware(app, lambda: access)(scope, receive, send))
+    asyncio.run(AccessMiddleware(app, lambda: access, GUARDS)(scope, receive, send))
     assert reached == []
     assert sent[0]["status"] == 401
     assert scope["route"].path == "/predictions"  # for the request log and metrics
@@ -211,7 +213,8 @@ def test_with_keys_the_client_is_the_key() -> None:
 
 def test_check_uses_the_address_when_keys_are_off() -> None:
     access = Access(limiter=RateLimiter(1.0, 1, clock=Clock()))
-    access.check(Headers({"x-api-key": "ignored"}), "127.0.0.5")
+    scope = {"type": "http", "headers": [(b"x-api-key", b"ignored")], "client": ("127.0.0.5", 1)}
+    access.check(contract_guard, HTTPConnection(scope))
     assert len(access.limiter) == 1
 
 
@@ -231,21 +234,19 @@ def test_route_path_strips_the_route_prefix(path: str, root_path: str, expected:
 
 
 def test_reconfigure_keeps_the_buckets_unless_the_limit_changes() -> None:
-    from deployments.ingress import _limiter_for
-
     off = IngressSettings()
     assert (off.rate_limit_per_s, off.rate_limit_burst) == (0.0, 20)
-    assert _limiter_for(off, None) is None
+    assert limiter_for(off, None) is None
     on = IngressSettings(rate_limit_per_s=2, rate_limit_burst=5)
-    limiter = _limiter_for(on, None)
+    limiter = limiter_for(on, None)
     assert limiter is not None and (limiter.rate_per_s, limiter.burst) == (2.0, 5)
     same = IngressSettings(rate_limit_per_s=2, rate_limit_burst=5, max_in_flight=3)
-    assert _limiter_for(same, limiter) is limiter
-    assert _limiter_for(IngressSettings(rate_limit_per_s=3, rate_limit_burst=5), limiter) not in (
+    assert limiter_for(same, limiter) is limiter
+    assert limiter_for(IngressSettings(rate_limit_per_s=3, rate_limit_burst=5), limiter) not in (
         None,
         limiter,
     )
-    assert _limiter_for(off, limiter) is None
+    assert limiter_for(off, limiter) is None
 
 
 @pytest.mark.parametrize("bad", [{"rate_limit_per_s": -1}, {"rate_limit_burst": 0}])

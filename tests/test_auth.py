@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.auth import (
+from imagetagger.api.auth import (
     HASHES_ENV,
     HASHES_FILE_ENV,
     INVALID_KEY,

@@ -89,7 +89,7 @@ def test_a_validation_error_echoing_a_lone_surrogate_is_still_written() -> None:
     """A JSON key "\\ud800" (valid JSON, not encodable as UTF-8) in a 422's loc."""
     from fastapi.exceptions import RequestValidationError
 
-    from deployments.errors import error_response
+    from imagetagger.api.errors import error_response
 
     exc = RequestValidationError(
         [

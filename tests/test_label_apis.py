@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from deployments.auth import ApiKeys, hash_key
+from imagetagger.api.auth import ApiKeys, hash_key
 from imagetagger.errors import ERROR_TABLE, ImageTooLarge, InvalidRequest
 from imagetagger.label_apis import cloud_vision, rekognition, sigv4
 from imagetagger.label_apis.common import decode_base64, display_name

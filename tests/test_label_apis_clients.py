@@ -32,7 +32,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import vision
 from PIL import Image
 
-from deployments.auth import ApiKeys, hash_key
+from imagetagger.api.auth import ApiKeys, hash_key
 from imagetagger.errors import (
     ForbiddenURL,
     ImageTaggerError,

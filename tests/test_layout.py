@@ -78,3 +78,13 @@ def test_no_import_circle() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+def test_the_library_never_imports_the_serve_glue() -> None:
+    """The HTTP app and its routers are library code: no route reaches a deployment."""
+    offenders = {
+        name: sorted(i for i in module_level_imports(path) if i.split(".")[0] == "deployments")
+        for name, path in modules().items()
+        if name.startswith("imagetagger")
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}

@@ -10,7 +10,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from deployments.middleware import RequestMiddleware, _url_host
+from imagetagger.api.request_log import RequestMiddleware, _url_host
 
 
 def _ok(request):

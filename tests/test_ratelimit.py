@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.ratelimit import RateLimiter
+from imagetagger.api.ratelimit import RateLimiter
 from imagetagger.errors import RateLimited
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deployments.api import app
+from imagetagger.api.access import Access
+from imagetagger.api.app import GUARDS, build_api
 from imagetagger.errors import ERROR_TABLE
-from imagetagger.routes import GUARDED_PATHS, ROUTES, UI
+from imagetagger.routes import ROUTES, UI
+
+app = build_api(core=lambda: None, access=Access)  # the routes only: no request is made
 
 API_MD = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
 
@@ -25,8 +28,6 @@ def test_the_routes_section_lists_every_route_of_the_table() -> None:
 
 
 def test_the_app_serves_exactly_the_route_table() -> None:
-    import deployments.ingress  # noqa: F401  (adds the routes of the deployment's classes)
-
     app.openapi_schema = None  # built afresh, with every route
     paths = app.openapi()["paths"]
     documented = {(method.upper(), path) for path, item in paths.items() for method in item}
@@ -44,5 +45,15 @@ def test_the_errors_table_is_the_error_table_of_the_code() -> None:
     }
 
 
-def test_only_the_contract_tagging_routes_are_guarded_by_the_middleware() -> None:
-    assert {"/predictions", "/predictions/batch"} == GUARDED_PATHS
+def test_every_tagging_route_is_guarded_and_nothing_else() -> None:
+    guarded = {(r.method, r.path): r.guard for r in ROUTES if r.guarded}
+    assert guarded == {
+        ("GET", "/predictions"): "contract",
+        ("POST", "/predictions"): "contract",
+        ("POST", "/predictions/batch"): "contract",
+        ("POST", "/v1/images:annotate"): "cloud_vision",
+        ("POST", "/"): "rekognition",
+        ("POST", "/v2/models/{model}/infer"): "open_inference",
+        ("POST", "/models/{model}"): "hugging_face",
+    }
+    assert set(guarded.values()) == set(GUARDS)

@@ -15,9 +15,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from deployments.access import Access, AccessMiddleware
-from deployments.auth import ApiKeys, hash_key
-from deployments.ui import CONTENT_SECURITY_POLICY, ui_router
+from imagetagger.api.access import Access, AccessMiddleware
+from imagetagger.api.auth import ApiKeys, hash_key
+from imagetagger.api.routers.contract import guard as contract_guard
+from imagetagger.api.ui import CONTENT_SECURITY_POLICY, ui_router
 from imagetagger.errors import ERROR_TABLE
 
 STRICT_CSP = (
@@ -164,7 +165,7 @@ def test_keys_guard_the_api_calls_not_the_page() -> None:
         return {"url": url, "predictions": []}
 
     access = Access(keys=ApiKeys([hash_key(KEY)]))
-    app.add_middleware(AccessMiddleware, access=lambda: access)
+    app.add_middleware(AccessMiddleware, access=lambda: access, guards={"contract": contract_guard})
     keyed = TestClient(app)
     for path in FILES:
         assert keyed.get(path).status_code == 200, path

@@ -15,7 +15,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
 
 
 class KeyMatcher(Protocol):
-    """The configured API keys (``deployments.auth.ApiKeys`` is one)."""
+    """The configured API keys (``imagetagger.api.auth.ApiKeys`` is one)."""
 
     def client_id(self, key: str) -> str | None:
         """The client id (for rate limits) of a configured key, else None."""

@@ -11,7 +11,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from deployments.ingress import GROUPS_IN_FLIGHT
+from imagetagger.api.core import GROUPS_IN_FLIGHT
 from tests import servers
 from tests.photos import CHELSEA
 from tests.service.helpers import Service

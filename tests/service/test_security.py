@@ -31,7 +31,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
-from deployments.auth import INVALID_KEY, MISSING_KEY, hash_key
+from imagetagger.api.auth import INVALID_KEY, MISSING_KEY, hash_key
 from tests import servers
 from tests.service.helpers import IMAGE_HOST, Service, deploy, test_serve_config, wait_for
 

@@ -27,9 +27,9 @@ import requests
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
-from deployments.auth import INVALID_KEY, hash_key
-from deployments.errors import error_response
-from deployments.ui import CONTENT_SECURITY_POLICY, ui_router
+from imagetagger.api.auth import INVALID_KEY, hash_key
+from imagetagger.api.errors import error_response
+from imagetagger.api.ui import CONTENT_SECURITY_POLICY, ui_router
 from imagetagger.errors import (
     ImageTaggerError,
     ImageTooLarge,
@@ -294,7 +294,7 @@ def test_an_image_the_service_cannot_read_shows_invalid_image(page: Any, service
 
 
 # The errors the session's service cannot be made to answer on demand, answered the way
-# the ingress answers them (deployments.errors.error_response), by a small local app.
+# the ingress answers them (imagetagger.api.errors.error_response), by a small local app.
 CANNED_ERRORS: dict[str, ImageTaggerError] = {
     "UnreachableURL": UnreachableURL(),
     "ImageTooLarge": ImageTooLarge(),

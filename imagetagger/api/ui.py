@@ -5,7 +5,7 @@ once at import: no CDN, no build step, nothing fetched while serving. Every answ
 carries a strict Content-Security-Policy: only the page's own script and style run, and
 the script inserts what the API answers as text, never as HTML. The page calls the
 public API with relative URLs, so it works under any route prefix (``root_path``);
-API keys guard those calls (``deployments.access``), never the page itself.
+API keys guard those calls (``imagetagger.api.access``), never the page itself.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@ copy per request.
 
 import logging
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.errors import error_response
-from deployments.metrics import ingress_metrics
+from imagetagger.api.errors import error_response
+from imagetagger.api.metrics import HttpMetrics, NullMetrics
 
 logger = logging.getLogger("ray.serve")
 
@@ -27,8 +28,9 @@ class RequestMiddleware:
     Serve proxy then replaces the answer with a plain-text 500.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Callable[[], HttpMetrics] = NullMetrics) -> None:
         self.app = app
+        self._metrics = metrics  # the replica's metric objects, made on first use
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,8 +55,7 @@ class RequestMiddleware:
         finally:
             self._record(scope, status or 500, time.perf_counter() - started)
 
-    @staticmethod
-    def _record(scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")  # bounded label values
         logger.info(
             "request_id=%s method=%s route=%s status=%d duration_ms=%.1f url_host=%s",
@@ -65,7 +66,7 @@ class RequestMiddleware:
             seconds * 1000,
             _url_host(scope.get("query_string", b"")),
         )
-        ingress_metrics().requests.inc(tags={"route": route, "status": str(status)})
+        self._metrics().requests.inc(tags={"route": route, "status": str(status)})
 
 
 def _url_host(query_string: bytes) -> str:
