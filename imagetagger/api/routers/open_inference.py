@@ -9,6 +9,7 @@ the contract's statuses and headers for keys, limits and overload).
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -17,7 +18,7 @@ from imagetagger.api.access import Guard, bearer_or_api_key
 from imagetagger.api.core import RequestCore
 from imagetagger.api.dependencies import Core, read_body
 from imagetagger.api.errors import to_domain_error
-from imagetagger.errors import ImageTaggerError
+from imagetagger.errors import ImageTaggerError, ImageTooLarge, InvalidImage
 from imagetagger.protocols import open_inference as oip
 from imagetagger.routes import (
     OIP_INFER,
@@ -99,18 +100,21 @@ async def oip_infer(model: str, request: Request, core: Core) -> Response:
     return Response(content, headers=headers)
 
 
-async def _classify(core: RequestCore, images: list[bytes]):
-    """The (N, 1000) probabilities; the first image that fails fails the request (the
-    protocol has no per-item error), named by its index."""
-    import numpy as np
-
+async def _classify(core: RequestCore, images: list[bytes]) -> np.ndarray:
+    """The (N, 1000) probabilities. The protocol has no per-item error: the first image
+    that fails fails the request, named by its index when the image itself is at fault."""
     if len(images) == 1:
         try:
             return (await core.classify(images[0]))[np.newaxis]
         except ImageTaggerError as error:
-            raise oip.ProtocolError.of(error, "image 0: ") from None
+            raise _image_error(0, error) from None
     outcomes = await core.classify_each(images)
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, ImageTaggerError):
-            raise oip.ProtocolError.of(outcome, f"image {index}: ")
-    return np.stack(outcomes)
+            raise _image_error(index, outcome)
+    return np.stack(outcomes)  # type: ignore[arg-type]  # no errors left
+
+
+def _image_error(index: int, error: ImageTaggerError) -> oip.ProtocolError:
+    about_the_image = isinstance(error, (InvalidImage, ImageTooLarge))
+    return oip.ProtocolError.of(error, f"image {index}: " if about_the_image else "")
