@@ -228,3 +228,15 @@ def test_keys_and_rate_limits_guard_every_protocol_in_its_shape() -> None:
     assert limited.status_code == 429
     assert limited.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert limited.headers["retry-after"]
+
+
+def test_the_real_model_through_the_core_tags_the_cat(lite2_litert_classifier) -> None:
+    """The same app with the real LiteRT model in-process: chelsea.jpg is a cat."""
+    from tests.photos import CATS
+
+    with serve_in_process(lite2_litert_classifier.predict_proba, identity="lite2") as client:
+        answer = client.post(
+            "/predictions", params={"top": 3}, files={"file": ("c.jpg", CHELSEA)}
+        ).json()
+    assert answer["predictions"][0]["label"] in CATS
+    assert answer["predictions"][0]["confidence"] > 0.5
