@@ -269,13 +269,17 @@ def node_loss() -> dict[str, Any]:
                 time.sleep(0.5)
             time.sleep(TAIL_S)  # load continues on the recovered service
         report["replicas_back_s"] = None if back is None else round(back - removed, 1)
-        after = [a for a in load.answers if a[0] >= removed]
+        # Split by when each answer came back, not when it was sent: a request in flight
+        # when the node goes may have been on the lost node's replicas, and its 503 is an
+        # answer *during* the loss (a clean clone's run once counted two of those
+        # "before" it, when they were bucketed by their send time).
+        after = [a for a in load.answers if a[1] >= removed]
         failed = [a for a in after if a[2] != "ok"]
         last_failure = max((a[1] for a in failed), default=removed)
         report["recovered_s"] = (
             None if back is None else round(max(back, last_failure) - removed, 1)
         )
-        report["answers_before_loss"] = tally([a for a in load.answers if a[0] < removed])
+        report["answers_before_loss"] = tally([a for a in load.answers if a[1] < removed])
         report["answers_after_loss"] = tally(after)
         report["answers_in_tail"] = tally(
             [a for a in load.answers if back is not None and a[0] >= back]
