@@ -1,10 +1,20 @@
 """General labels ("cat", "dog", "car") from the 1000 fine ImageNet-1K probabilities.
 
-The hierarchy is WordNet 3.0's, shipped in ``data/label_hierarchy.json`` (built by
+The hierarchy is WordNet 3.0's, cut to the *display vocabulary* (the nodes a photo
+tagging API shows: every class, and the everyday groups above them; no "chordate" or
+"device") and shipped in ``data/label_hierarchy.json`` (built by
 ``scripts/build_label_hierarchy.py``; WordNet is not needed at run time). A node's
 confidence is the sum of the softmax probabilities of the distinct classes under it:
 the probability that the photo shows some kind of that node. A class under a node by
-two WordNet paths counts once, so no confidence passes 1.
+two WordNet paths counts once, so no confidence passes 1; a WordNet node that is not
+shown still passes its classes up, since membership comes from the classes' paths.
+
+Labels are answered as Cloud Vision and Rekognition answer theirs: the confident
+specific labels first, then their groups, nearest first, the broadest last. Summed
+confidences rank every group above its members, so ordering by confidence alone would
+bury "bald eagle" under "animal" and "bird" (see Deng et al., "Hedging Your Bets",
+CVPR 2012, on this same hierarchy). By default a photo gets at least ``MIN_LABELS``
+labels, each with its true confidence, even below the default floor.
 
 The node x class membership is kept as a CSR-style index (each node's classes, one
 flat array), so one image's confidences are one gather and one ``np.add.reduceat``.
@@ -23,6 +33,9 @@ import numpy as np
 from imagetagger.labels import NUM_CLASSES, WNIDS
 
 HIERARCHY_FILE = "label_hierarchy.json"
+DEFAULT_TOP = 10  # labels answered when neither top nor minconf is given
+DEFAULT_MINCONF = 0.5  # the floor when minconf is not given: "more likely than not"
+MIN_LABELS = 3  # under the default floor, a photo still gets its best 3 labels
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,7 @@ class GeneralLabel:
     name: str  # readable and unique: "domestic cat", "crane (wading bird)"
     id: str  # the WordNet 3.0 synset, e.g. "n02121808": stable, our label's key
     confidence: float  # sum of the probabilities of the classes under it, 0-1
-    parents: tuple[str, ...]  # every ancestor's name, nearest first
+    parents: tuple[str, ...]  # every shown ancestor's name, nearest first
     aliases: tuple[str, ...]  # WordNet synonyms
     categories: tuple[str, ...]  # top-level groups, e.g. ("Animals and Pets",)
 
@@ -56,7 +69,6 @@ class Hierarchy:
         if len(classes) != NUM_CLASSES:
             raise ValueError(f"{HIERARCHY_FILE} must describe {NUM_CLASSES} classes")
         self.ids: tuple[str, ...] = tuple(nodes)
-        self.excluded: dict[str, str] = dict(data["excluded"])
         self.categories: tuple[str, ...] = tuple(data["categories"])
         position = {node: i for i, node in enumerate(self.ids)}
         members: list[set[int]] = [set() for _ in self.ids]
@@ -78,9 +90,9 @@ class Hierarchy:
         self._names = tuple(nodes[n]["name"] for n in self.ids)
         self._aliases = tuple(tuple(nodes[n]["aliases"]) for n in self.ids)
         self._categories = tuple(tuple(nodes[n]["categories"]) for n in self.ids)
-        self._parents = tuple(
-            tuple(self._names[position[a]] for a in _ancestors(nodes, n)) for n in self.ids
-        )
+        lineage = [[position[a] for a in _ancestors(nodes, n)] for n in self.ids]
+        self._parents = tuple(tuple(self._names[a] for a in up) for up in lineage)
+        self._lineage = tuple(frozenset(up) for up in lineage)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -97,33 +109,44 @@ class Hierarchy:
     def select(
         self, scores: np.ndarray, *, top: int | None = None, minconf: float | None = None
     ) -> np.ndarray:
-        """Node positions, best first: ``top`` and ``minconf`` as for /predictions.
+        """Node positions to answer, in answer order: ``top`` and ``minconf`` as sent.
 
-        Neither given: the single best node. Equal confidences put the deeper (more
-        specific) node first, then the hierarchy's order, so answers are deterministic.
-        Both given and more nodes over ``minconf`` than ``top``: the ``top`` most specific
-        of them (the deepest; equal depths by confidence), best first.
+        ``minconf`` absent: the floor is ``DEFAULT_MINCONF`` and at least ``MIN_LABELS``
+        labels (or ``top``, if fewer) are answered, the best under the floor filling in.
+        ``minconf`` sent: only labels at or over it, as many as there are. ``top`` caps
+        the answer (``DEFAULT_TOP`` when neither is sent), keeping its first labels.
         """
         if top is not None and top < 1:
             raise ValueError(f"top must be >= 1, got {top}")
-        if top is None and minconf is None:
-            top = 1
-        if minconf is None:
-            candidates = np.arange(len(self.ids))
-        else:
-            candidates = np.flatnonzero(scores >= minconf)
-        order = np.lexsort((candidates, -self._depth[candidates], -scores[candidates]))
-        chosen = candidates[order]
-        if top is None or chosen.shape[0] <= top:
-            return chosen
-        if minconf is None:
-            return chosen[:top]
-        # A cap under a floor keeps the most specific labels over the floor: every node's
-        # ancestors score at least as high as it does, so "the best N by confidence" would
-        # always be the broadest ("animal", "vertebrate", "chordate"); the ones kept name
-        # those in their parents. They are still answered best first.
-        deepest = np.lexsort((np.arange(chosen.shape[0]), -self._depth[chosen]))[:top]
-        return chosen[np.sort(deepest)]
+        cap = DEFAULT_TOP if top is None and minconf is None else top
+        floor = DEFAULT_MINCONF if minconf is None else minconf
+        at_least = 0 if minconf is not None else min(MIN_LABELS, cap or MIN_LABELS)
+        return self.pick(scores, cap=cap, floor=floor, at_least=at_least)
+
+    def pick(
+        self, scores: np.ndarray, *, cap: int | None, floor: float, at_least: int
+    ) -> np.ndarray:
+        """The labels over ``floor`` (at least the best ``at_least``), ordered, first ``cap``.
+
+        The order: the most specific chosen labels (those with no chosen label under
+        them: a fine class, or the group where the model hedges between classes), best
+        first; then the groups above them, deepest first, so "bald eagle, bird of prey,
+        bird, animal". Equal confidences put the deeper node first, then the hierarchy's
+        order, so answers are deterministic.
+        """
+        positions = np.arange(len(self.ids))
+        best = np.lexsort((positions, -self._depth, -scores))
+        chosen = best[scores[best] >= floor]
+        if chosen.shape[0] < at_least:
+            chosen = best[:at_least]
+        members = {int(i) for i in chosen}
+        inner: set[int] = set()
+        for i in members:
+            inner.update(self._lineage[i] & members)
+        specific = [int(i) for i in chosen if int(i) not in inner]
+        groups = sorted(inner, key=lambda i: (-self._depth[i], -scores[i], i))
+        ordered = np.array(specific + groups, dtype=np.intp)
+        return ordered if cap is None else ordered[:cap]
 
     def label(self, position: int, confidence: float) -> GeneralLabel:
         return GeneralLabel(
@@ -138,14 +161,18 @@ class Hierarchy:
     def general_labels(
         self, probabilities: np.ndarray, *, top: int | None = None, minconf: float | None = None
     ) -> list[GeneralLabel]:
-        """The general labels of one image, best first (see :meth:`select`)."""
+        """The general labels of one image, in answer order (see :meth:`select`)."""
         scores = self.scores(probabilities)
         chosen = self.select(scores, top=top, minconf=minconf)
         return [self.label(int(i), scores[i]) for i in chosen]
 
 
 def _depths(classes: list[list[list[str]]]) -> dict[str, int]:
-    """Each node's greatest depth on any class path (1 for a top node)."""
+    """Each node's greatest depth on any class path (1 for a top node).
+
+    A node is always deeper than every node above it, so "deepest first" is
+    "nearest first" along any path.
+    """
     depth: dict[str, int] = {}
     for paths in classes:
         for path in paths:
@@ -183,5 +210,10 @@ def hierarchy() -> Hierarchy:
 def general_labels(
     probabilities: np.ndarray, top: int | None = None, minconf: float | None = None
 ) -> list[GeneralLabel]:
-    """The general labels of one image's 1000 class probabilities, best first."""
+    """The general labels of one image's 1000 class probabilities, in answer order.
+
+    ``top`` and ``minconf`` exactly as the client sent them (None when absent): the
+    defaults (``DEFAULT_TOP``, ``DEFAULT_MINCONF``, ``MIN_LABELS``) live here, so every
+    route, the CLI and the bulk job answer the same labels.
+    """
     return hierarchy().general_labels(probabilities, top=top, minconf=minconf)

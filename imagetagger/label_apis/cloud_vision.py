@@ -5,8 +5,8 @@ What the official client sends (``google-cloud-vision`` REST transport):
 ``{"requests": [{"image": {"content": "<base64>"}, "features": [{"type": 4, "maxResults": 5}]}]}``;
 the feature type may also be its enum name (``"LABEL_DETECTION"``), field names lowerCamel
 or snake_case, as protobuf's JSON mapping allows. Up to 16 requests per call (Google's
-limit). Each request is answered on its own: ``{"labelAnnotations": [...]}``, ``{}`` when
-no label reaches the score floor, or ``{"error": <google.rpc.Status>}``, so one bad image
+limit). Each request is answered on its own: ``{"labelAnnotations": [...]}`` (at least 3
+labels unless maxResults is smaller), or ``{"error": <google.rpc.Status>}``, so one bad image
 fails only itself. A body that does not parse is one 400 in Google's error shape
 ``{"error": {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}}``.
 
@@ -39,7 +39,7 @@ from imagetagger.errors import (
     Unauthorized,
     UnreachableURL,
 )
-from imagetagger.hierarchy import GeneralLabel, general_labels
+from imagetagger.hierarchy import DEFAULT_MINCONF, GeneralLabel, general_labels
 from imagetagger.label_apis.common import KeyMatcher, display_name, encodable
 from imagetagger.label_apis.vision_messages import (
     FEATURE_NAMES,
@@ -50,9 +50,9 @@ from imagetagger.label_apis.vision_messages import (
 from imagetagger.schemas import check_image_url
 
 DEFAULT_MAX_RESULTS = 10  # maxResults unset or 0, as Google
-#: Labels under this score are not answered: Google's own answers stop near 0.5 too, and
-#: the hierarchy's broad nodes pass it whenever the model is fairly sure of anything.
-MIN_SCORE = 0.5
+#: The score floor (the general labels' default): Google's own answers stop near 0.5
+#: too. A photo with fewer than 3 labels over it still gets its best 3, as Google's do.
+MIN_SCORE = DEFAULT_MINCONF
 
 #: google.rpc.Code: name -> number, and the HTTP status each maps to (google/rpc/code.proto).
 RPC_CODES: dict[str, tuple[int, int]] = {
@@ -217,8 +217,8 @@ def authenticate(
 def label_annotations(labels: Sequence[GeneralLabel]) -> list[dict[str, Any]]:
     """Cloud Vision's EntityAnnotations for general labels, in their order.
 
-    ``mid`` is the WordNet 3.0 synset id ("n02121620"), stable across releases;
-    ``topicality`` equals ``score`` (there is one image-level confidence to give).
+    ``mid`` is the WordNet 3.0 synset id ("n02121620") of a shown node, stable across
+    releases; ``topicality`` equals ``score`` (there is one image-level confidence).
     """
     return [
         {
@@ -232,9 +232,14 @@ def label_annotations(labels: Sequence[GeneralLabel]) -> list[dict[str, Any]]:
 
 
 def image_labels(
-    probabilities: np.ndarray, max_results: int, *, min_score: float = MIN_SCORE
+    probabilities: np.ndarray, max_results: int, *, min_score: float | None = None
 ) -> dict[str, Any]:
-    """One request's AnnotateImageResponse: its best labels with score >= ``min_score``."""
+    """One request's AnnotateImageResponse: at most ``max_results`` general labels.
+
+    Cloud Vision has no score parameter: by default (``min_score`` None) the labels
+    scoring ``MIN_SCORE`` or more, and at least 3, in the general labels' order (the
+    specific label first, then its groups). A ``min_score`` is a strict floor.
+    """
     labels = general_labels(probabilities, top=max_results, minconf=min_score)
     return {"labelAnnotations": label_annotations(labels)} if labels else {}
 

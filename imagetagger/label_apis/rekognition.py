@@ -32,13 +32,16 @@ from imagetagger.errors import (
     Unauthorized,
     UnreachableURL,
 )
-from imagetagger.hierarchy import GeneralLabel, hierarchy
+from imagetagger.hierarchy import DEFAULT_MINCONF, MIN_LABELS, GeneralLabel, hierarchy
 from imagetagger.label_apis.common import decode_base64, display_name, encodable
 
 TARGET = "RekognitionService.DetectLabels"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # Image.Bytes, decoded: Rekognition's limit (ImageBlob)
-DEFAULT_MIN_CONFIDENCE = 55.0  # percent, as Rekognition when MinConfidence is not sent
+#: Percent, when MinConfidence is not sent: the general labels' floor, so every route
+#: answers the same labels (Rekognition's own 55 is for its own scores), and at least
+#: MIN_LABELS labels even under it. A MinConfidence sent is a strict floor.
+DEFAULT_MIN_CONFIDENCE = DEFAULT_MINCONF * 100
 
 #: (``__type``, HTTP status, message) for each domain error. A client's rate limit is
 #: its throughput limit; an overloaded service is "temporarily unable to process the
@@ -103,7 +106,7 @@ def invalid_parameter(message: str) -> AwsError:
 class DetectLabelsRequest:
     image: bytes
     max_labels: int | None  # None: every label over min_confidence
-    min_confidence: float  # percent
+    min_confidence: float | None  # percent; None: not sent (DEFAULT_MIN_CONFIDENCE, >= 3)
 
 
 def parse_request(
@@ -169,37 +172,45 @@ def _max_labels(value: Any) -> int | None:
     return value
 
 
-def _min_confidence(value: Any) -> float:
+def _min_confidence(value: Any) -> float | None:
     if value is None:
-        return DEFAULT_MIN_CONFIDENCE
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
         raise invalid_parameter("MinConfidence must be a number from 0 to 100.")
     return float(value)
 
 
 def labels(
-    probabilities: np.ndarray, max_labels: int | None, min_confidence: float
+    probabilities: np.ndarray, max_labels: int | None, min_confidence: float | None
 ) -> list[GeneralLabel]:
     """The general labels with ``Confidence`` (percent) >= ``min_confidence``, at most
-    ``max_labels`` of them (the most specific, as :meth:`Hierarchy.select` keeps), best
-    first.
+    ``max_labels`` of them, in the general labels' order (the specific label first).
 
-    The filter runs on the percentages as answered, so no answered Confidence is below
+    ``min_confidence`` None (not sent): ``DEFAULT_MIN_CONFIDENCE``, and at least
+    ``MIN_LABELS`` labels (or ``max_labels``) even under it, so no photo goes unlabelled.
+    A sent floor runs on the percentages as answered, so no answered Confidence is below
     MinConfidence by a rounding.
     """
     if max_labels == 0:
         return []
     tree = hierarchy()
     scores = tree.scores(probabilities)
+    if min_confidence is None:
+        at_least = min(MIN_LABELS, max_labels or MIN_LABELS)
+        chosen = tree.pick(scores, cap=max_labels, floor=DEFAULT_MINCONF, at_least=at_least)
+        return [tree.label(int(i), scores[i]) for i in chosen]
     floor = max(0.0, min_confidence / 100 - 1e-9)
-    # With MaxLabels under the floor, the most specific labels (Hierarchy.select).
-    chosen = tree.select(scores, top=max_labels, minconf=floor)
-    kept = [int(i) for i in chosen if scores[i] * 100 >= min_confidence]
+    every = tree.pick(scores, cap=None, floor=floor, at_least=0)
+    kept = [int(i) for i in every if scores[i] * 100 >= min_confidence][:max_labels]
     return [tree.label(i, scores[i]) for i in kept]
 
 
 def label_entry(label: GeneralLabel) -> dict[str, Any]:
-    """One ``Labels`` item. ``Instances`` is always empty: the model does not localise."""
+    """One ``Labels`` item. ``Instances`` is always empty: the model does not localise.
+
+    ``Parents`` are the shown groups above the label, nearest first ("Bird", "Animal"),
+    as Rekognition lists its own; ``Aliases`` the WordNet synonyms.
+    """
     return {
         "Name": display_name(label.name),
         "Confidence": label.confidence * 100,
