@@ -3,9 +3,12 @@
 The same 100 512-px photos of the ``unique`` workload (a new URL and new bytes every
 request) through ``GET /predictions?url=`` (the reference), an upload, Cloud Vision's
 ``images:annotate`` with base64 ``content`` and with ``source.imageUri``, and
-Rekognition's ``DetectLabels`` (base64 ``Image.Bytes``), each closed-loop at the same
-concurrency after a warm-up. What base64 and the JSON body cost shows as the ratio of
-a route that sends bytes to the upload, which sends the same bytes raw::
+Rekognition's ``DetectLabels`` (base64 ``Image.Bytes``), the Open Inference Protocol's
+``infer`` (the image as binary tensor data, and as base64 in JSON) and Hugging Face's
+image-classification (the raw body, as ``InferenceClient`` sends it), each closed-loop
+at the same concurrency after a warm-up. What base64, the JSON body or a protocol's
+framing cost shows as the ratio of a route that sends bytes to the upload, which sends
+the same bytes raw (multipart)::
 
     python -m benchmarks.label_routes --concurrency 32 --duration 15
 """
@@ -28,6 +31,7 @@ import aiohttp
 from benchmarks.launch import run_service
 from benchmarks.load import percentile, prediction_url
 from benchmarks.photos import PhotoServer, build_unique_set, unique_body, unique_path
+from imagetagger.protocols import open_inference as oip
 
 ROOT = Path(__file__).resolve().parent.parent
 AWS_TARGET = "RekognitionService.DetectLabels"
@@ -36,8 +40,9 @@ AWS_TARGET = "RekognitionService.DetectLabels"
 Request = tuple[str, str, dict[str, str], bytes | aiohttp.FormData | None]
 
 
-def route_requests(photos_url: str) -> dict[str, Callable[[int], Request]]:
-    """Each measured route's request for the ``counter``-th photo (unique bytes and URL)."""
+def route_requests(photos_url: str, model: str) -> dict[str, Callable[[int], Request]]:
+    """Each measured route's request for the ``counter``-th photo (unique bytes and URL);
+    ``model``: the served model's name, as ``GET /`` reports it."""
     photos = build_unique_set()
 
     def photo(counter: int) -> tuple[str, bytes]:
@@ -76,13 +81,45 @@ def route_requests(photos_url: str) -> dict[str, Callable[[int], Request]]:
         headers = {"X-Amz-Target": AWS_TARGET, "Content-Type": "application/x-amz-json-1.1"}
         return "POST", "/", headers, body.encode()
 
+    infer_path = f"/v2/models/{model}/infer"
+    top5 = [{"name": oip.OUTPUT_NAME, "parameters": {"classification": 5}}]
+
+    def oip_binary(counter: int) -> Request:
+        _, data = photo(counter)
+        raw = oip.serialize_bytes([data])
+        tensor = {"name": oip.INPUT_NAME, "datatype": "BYTES", "shape": [1]}
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps({"inputs": [tensor], "outputs": top5}).encode()
+        return "POST", infer_path, {oip.HEADER_LENGTH: str(len(header))}, header + raw
+
+    def oip_json(counter: int) -> Request:
+        _, data = photo(counter)
+        tensor = {"name": oip.INPUT_NAME, "datatype": "BYTES", "shape": [1]}
+        tensor["data"] = [base64.b64encode(data).decode()]
+        body = json.dumps({"inputs": [tensor], "outputs": top5}).encode()
+        return "POST", infer_path, json_headers, body
+
+    def hugging_face(counter: int) -> Request:
+        _, data = photo(counter)
+        return "POST", f"/models/{model}", {"Content-Type": "image/jpeg"}, data
+
     return {
         "GET /predictions?url=": predictions_url,
         "POST /predictions (upload)": upload,
         "images:annotate content (base64)": vision_content,
         "images:annotate imageUri": vision_uri,
         "DetectLabels Image.Bytes (base64)": rekognition,
+        "OIP infer, binary tensor data": oip_binary,
+        "OIP infer, base64 in JSON": oip_json,
+        "HF image-classification, raw body": hugging_face,
     }
+
+
+async def served_model(base_url: str) -> str:
+    """The served model's name (``GET /``), which the protocols' paths carry."""
+    async with aiohttp.ClientSession() as session, session.get(base_url + "/") as response:
+        response.raise_for_status()
+        return (await response.json())["model"]
 
 
 async def closed_loop(
@@ -143,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         run_service(args.config, Path(workdir)) as server,
     ):
         results = {}
-        for name, make in route_requests(photos.base_url).items():
+        model = asyncio.run(served_model(server.base_url))
+        for name, make in route_requests(photos.base_url, model).items():
             for seconds in (args.warmup, args.duration):  # the first run warms up
                 result = asyncio.run(
                     closed_loop(
@@ -161,12 +199,16 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     reference = results["GET /predictions?url="]["req_s"]
-    print(f"\n| route (c={args.concurrency}) | req/s | p50 ms | errors | / GET /predictions |")
-    print("|---|---:|---:|---:|---:|")
+    upload = results["POST /predictions (upload)"]["req_s"]
+    print(
+        f"\n| route (c={args.concurrency}) | req/s | p50 ms | errors | / GET /predictions "
+        "| / upload |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, result in results.items():
         print(
             f"| {name} | {result['req_s']:.1f} | {result['p50_ms']:.1f} | {result['errors']} "
-            f"| {result['req_s'] / reference:.2f} |"
+            f"| {result['req_s'] / reference:.2f} | {result['req_s'] / upload:.2f} |"
         )
 
 
