@@ -84,7 +84,8 @@ class Hierarchy:
         self.class_index = np.concatenate([np.array(sorted(m), dtype=np.intp) for m in members])
         self.starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.intp)
         self.class_counts = sizes
-        depth = _depths(classes)
+        self._bits = np.log2(NUM_CLASSES / sizes)  # what naming the node tells: 0 to ~10 bits
+        depth = _depths(nodes)
         # Ties (a node and its only child) put the more specific node first.
         self._depth = np.array([depth[node] for node in self.ids])
         self._names = tuple(nodes[n]["name"] for n in self.ids)
@@ -138,7 +139,13 @@ class Hierarchy:
         best = np.lexsort((positions, -self._depth, -scores))
         chosen = best[scores[best] >= floor]
         if chosen.shape[0] < at_least:
-            chosen = best[:at_least]
+            # Under the floor, hedge as Deng et al.: weigh each node's confidence by the
+            # information it gives (bits over "one of the 1000"), so a broad node summing
+            # the model's noise ("animal" 0.2 on a rocket) does not outrank a likely class.
+            gain = scores * (self._bits + 1.0)
+            rest = np.lexsort((positions, -self._depth, -gain))
+            extra = [int(i) for i in rest if scores[i] < floor][: at_least - chosen.shape[0]]
+            chosen = np.concatenate((chosen, np.array(extra, dtype=np.intp)))
         members = {int(i) for i in chosen}
         inner: set[int] = set()
         for i in members:
@@ -167,17 +174,21 @@ class Hierarchy:
         return [self.label(int(i), scores[i]) for i in chosen]
 
 
-def _depths(classes: list[list[list[str]]]) -> dict[str, int]:
-    """Each node's greatest depth on any class path (1 for a top node).
+def _depths(nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Each node's longest chain of parents up to a top node (1 for a top node).
 
     A node is always deeper than every node above it, so "deepest first" is
     "nearest first" along any path.
     """
     depth: dict[str, int] = {}
-    for paths in classes:
-        for path in paths:
-            for i, node in enumerate(path, start=1):
-                depth[node] = max(depth.get(node, 0), i)
+
+    def of(node: str) -> int:
+        if node not in depth:
+            depth[node] = 1 + max((of(p) for p in nodes[node]["parents"]), default=0)
+        return depth[node]
+
+    for node in nodes:
+        of(node)
     return depth
 
 

@@ -56,6 +56,7 @@ DENY: dict[str, str] = {
     "n03892891": "part",
     "n00033020": "communication",
     "n03700963": "machine (mechanical device; 'simple machine')",
+    "n03381126": "footwear (clothing): the other 'footwear' synset shows",
     "n04341686": "structure",
     "n03563967": "implement",
     "n03405265": "furnishing",
@@ -129,7 +130,6 @@ ALLOW: dict[str, str] = {
 #: Synsets shown as one label: the key's classes are counted under the value.
 MERGE: dict[str, str] = {
     "n00021265": "n07555863",  # food (nutrient) -> food (solid food)
-    "n03381126": "n03380867",  # footwear (clothing) -> footwear (covering for the feet)
 }
 
 #: Rekognition-style top-level groups, each the nodes it is rooted at (a label is in a
@@ -280,8 +280,7 @@ def build(wordnet_dir: Path = WORDNET_DIR) -> tuple[dict[str, Any], list[Decisio
         return list(dict.fromkeys(MERGE.get(n, n) for n in path if n in shown or n in MERGE))
 
     kept_paths = {
-        wnid: [list(p) for p in dict.fromkeys(tuple(kept(path)) for path in paths)]
-        for wnid, paths in full_paths.items()
+        wnid: _paths([kept(path) for path in paths]) for wnid, paths in full_paths.items()
     }
     nodes = sorted({n for paths in kept_paths.values() for path in paths for n in path})
     merged_into = {keeper: [src for src, dst in MERGE.items() if dst == keeper] for keeper in nodes}
@@ -308,6 +307,18 @@ def build(wordnet_dir: Path = WORDNET_DIR) -> tuple[dict[str, Any], list[Decisio
         "classes": [kept_paths[wnid] for wnid in wnids],
     }
     return data, decisions
+
+
+def _paths(paths: list[list[str]]) -> list[list[str]]:
+    """Distinct paths, less those inside another: a path through a hidden branch ("container"
+    above "wheeled vehicle") is a part of one through a shown node ("vehicle")."""
+    unique = [list(p) for p in dict.fromkeys(tuple(p) for p in paths)]
+
+    def inside(short: list[str], long: list[str]) -> bool:
+        rest = iter(long)
+        return short != long and all(node in rest for node in short)
+
+    return [p for p in unique if not any(inside(p, other) for other in unique)]
 
 
 def _names(

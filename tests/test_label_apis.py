@@ -87,10 +87,14 @@ def test_vision_parse_per_request_outcomes() -> None:
 
 def test_vision_response_puts_statuses_in_error() -> None:
     probs = np.full(NUM_CLASSES, 1 / NUM_CLASSES)
-    ok = cloud_vision.image_labels(probs, 5)
-    assert ok == {}  # a flat vector: even "animal" (398 classes) is under 0.5
+    ok = cloud_vision.image_labels(probs, 5, min_score=0.5)
+    assert ok == {}  # a flat vector under a strict floor: even "animal" (398 classes) is under
     answer = cloud_vision.annotate_response([ok, {"code": 3, "message": "Bad image data."}])
     assert answer == {"responses": [{}, {"error": {"code": 3, "message": "Bad image data."}}]}
+    # By default (no floor sent) every photo gets its best 3 labels, as Google's do.
+    default = cloud_vision.image_labels(probs, 5)["labelAnnotations"]
+    assert len(default) == 3 and all(a["score"] < 0.5 for a in default)
+    assert len(cloud_vision.image_labels(probs, 2)["labelAnnotations"]) == 2
 
 
 def test_vision_keys_from_header_or_query() -> None:
@@ -109,7 +113,7 @@ def rekognition_body(**fields) -> str:
 
 def test_rekognition_parse() -> None:
     request = rekognition.parse_request(rekognition_body(MaxLabels=4), rekognition.TARGET)
-    assert request == rekognition.DetectLabelsRequest(b"img", 4, 55.0)
+    assert request == rekognition.DetectLabelsRequest(b"img", 4, None)  # None: not sent
     bad = {
         "UnknownOperationException": (rekognition_body(), "RekognitionService.DetectFaces"),
         "SerializationException": ("{", rekognition.TARGET),
@@ -133,6 +137,16 @@ def test_rekognition_confidence_filter_uses_the_answered_percent() -> None:
     probs[1:] = 0.7 / (NUM_CLASSES - 1)
     labels = rekognition.labels(probs, None, 30.0)
     assert labels and all(label.confidence * 100 >= 30.0 for label in labels)
+
+
+def test_rekognition_answers_every_photo_unless_a_floor_is_sent() -> None:
+    probs = np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+    assert rekognition.parse_request(rekognition_body(), rekognition.TARGET).min_confidence is None
+    default = rekognition.labels(probs, None, None)
+    assert len(default) == 3  # under the default 50 %, the best 3 with their true confidence
+    assert len(rekognition.labels(probs, 1, None)) == 1
+    assert rekognition.labels(probs, None, 55.0) == []  # a MinConfidence sent is strict
+    assert rekognition.labels(probs, 0, None) == []
 
 
 def test_sigv4_scheme() -> None:

@@ -222,15 +222,21 @@ def test_vision_label_detection_reads_general_labels(standin) -> None:
 
     assert not response.error.message
     annotations = response.label_annotations
-    assert len(annotations) == 11  # the 12th, tiger cat (0.142), is under the 0.5 floor
+    # Over the 0.5 floor: the specific label first, then its groups, nearest first.
+    assert [a.description for a in annotations] == [
+        "Egyptian cat",
+        "Domestic cat",
+        "Cat",
+        "Feline",
+        "Mammal",
+        "Animal",
+    ]
     by_description = {a.description: a for a in annotations}
     assert by_description["Cat"].mid == "n02121620"
     assert by_description["Cat"].score == pytest.approx(BY_NAME["cat"].confidence, rel=1e-6)
     assert by_description["Domestic cat"].score == pytest.approx(0.851, abs=1e-3)
     assert by_description["Egyptian cat"].score == pytest.approx(0.614, rel=1e-6)
     assert by_description["Cat"].topicality == by_description["Cat"].score
-    scores = [a.score for a in annotations]
-    assert scores == sorted(scores, reverse=True)
 
 
 def test_vision_max_results_and_score_floor(standin) -> None:
@@ -248,7 +254,8 @@ def test_vision_max_results_and_score_floor(standin) -> None:
     assert every.label_annotations
     assert all(a.score >= cloud_vision.MIN_SCORE for a in every.label_annotations)
     default = client.label_detection(image=vision.Image(content=CHELSEA))
-    assert len(default.label_annotations) == cloud_vision.DEFAULT_MAX_RESULTS
+    assert 3 <= len(default.label_annotations) <= cloud_vision.DEFAULT_MAX_RESULTS
+    assert all(a.score >= cloud_vision.MIN_SCORE for a in default.label_annotations)
 
 
 def test_vision_enum_name_is_as_good_as_its_number(standin) -> None:
@@ -261,7 +268,7 @@ def test_vision_enum_name_is_as_good_as_its_number(standin) -> None:
         answer = requests.post(f"{endpoint}/v1/images:annotate", json={"requests": [request]})
         assert answer.status_code == 200
         names = [a["description"] for a in answer.json()["responses"][0]["labelAnnotations"]]
-        assert names == ["Domestic cat", "Egyptian cat"]  # the most specific two
+        assert names == ["Egyptian cat", "Domestic cat"]  # the specific label, its group
 
 
 def test_vision_batch_of_16_mixes_successes_and_errors(standin) -> None:
@@ -408,11 +415,18 @@ def test_rekognition_detect_labels_reads_general_labels(standin) -> None:
 
     assert response["LabelModelVersion"] == MODEL_VERSION
     labels = {label["Name"]: label for label in response["Labels"]}
-    assert len(response["Labels"]) == 12
-    assert response["Labels"][-1]["Name"] == "Tiger cat"  # 14.2 %, the last over 10 %
+    assert [label["Name"] for label in response["Labels"]] == [
+        "Egyptian cat",
+        "Tiger cat",  # 14.2 %, over 10 %: the specific labels first
+        "Domestic cat",
+        "Cat",
+        "Feline",
+        "Mammal",
+        "Animal",
+    ]
     cat = labels["Cat"]
     assert cat["Confidence"] == pytest.approx(BY_NAME["cat"].confidence * 100)
-    assert [p["Name"] for p in cat["Parents"]][:3] == ["Feline", "Carnivore", "Placental"]
+    assert [p["Name"] for p in cat["Parents"]] == ["Feline", "Mammal", "Animal"]
     assert cat["Aliases"] == [{"Name": "True cat"}]
     assert cat["Categories"] == [{"Name": "Animals and Pets"}]
     assert cat["Instances"] == []
