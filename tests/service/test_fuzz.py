@@ -52,6 +52,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from yarl import URL
 
+from imagetagger.routes import ROUTES
 from imagetagger.schemas import MAX_BATCH_URLS, MAX_URL_LENGTH
 from tests import servers
 from tests.photos import CHELSEA
@@ -72,6 +73,13 @@ OPERATIONS = [
 # The label APIs read their bodies themselves (their wire formats are Google's and AWS's,
 # not in /openapi.json's schemas): fuzzed by test_label_api_bodies_never_fail_the_server.
 LABEL_API_OPERATIONS = {("POST", "/v1/images:annotate"), ("POST", "/")}
+# So do the model-serving protocols (KServe's and Hugging Face's wire formats): their
+# bodies are fuzzed by test_fuzz_protocols.py; their GET routes take no input to spoil.
+PROTOCOL_OPERATIONS = {
+    (route.method, route.path)
+    for route in ROUTES
+    if route.path.startswith("/v2") or route.guard == "hugging_face"
+}
 # A batch of up to 64 URLs is 64 model calls; a few are enough to fuzz the shape.
 MAX_FUZZED_BATCH = 6
 CHECKS = [
@@ -238,7 +246,8 @@ def api_schema(service: Service) -> schemathesis.BaseSchema:
 def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
     """A route added to the app without a line in OPERATIONS must not go unfuzzed."""
     listed = {(op.method.upper(), op.path) for op in _operations(api_schema)}
-    assert listed == {(method, path) for method, path, _ in OPERATIONS} | LABEL_API_OPERATIONS
+    fuzzed = {(method, path) for method, path, _ in OPERATIONS}
+    assert listed == fuzzed | LABEL_API_OPERATIONS | PROTOCOL_OPERATIONS
 
 
 @pytest.mark.parametrize(
