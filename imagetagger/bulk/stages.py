@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -40,6 +40,11 @@ STAGE_SCHEMA = pa.schema(
 
 PREDICTION_TYPE = pa.struct([("label", pa.string()), ("confidence", pa.float64())])
 ERROR_TYPE = pa.struct([("type", pa.string()), ("detail", pa.string())])
+#: A general label as the API answers it (``GeneralLabel.to_dict()``), for ``--labels general``.
+GENERAL_TYPE = pa.struct(
+    [("label", pa.string()), ("id", pa.string()), ("confidence", pa.float64())]
+    + [(key, pa.list_(pa.string())) for key in ("parents", "aliases", "categories")]
+)
 
 #: One row per input, as written: ``path`` or ``url``, then ``predictions`` or ``error``.
 RESULT_SCHEMA = pa.schema(
@@ -48,6 +53,7 @@ RESULT_SCHEMA = pa.schema(
         ("url", pa.string()),
         ("predictions", pa.list_(PREDICTION_TYPE)),
         ("error", ERROR_TYPE),
+        ("general", pa.list_(GENERAL_TYPE)),  # null unless --labels general: absent in JSONL
     ]
 )
 
@@ -179,6 +185,7 @@ class TaggerConfig(ModelOptions):
 
     top: Top | None = None
     minconf: MinConf | None = None
+    labels: Literal["fine", "general"] = "fine"
     cache_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +203,7 @@ class Tagger:
     def __call__(self, table: pa.Table) -> pa.Table:
         import numpy as np
 
+        from imagetagger.hierarchy import general_labels
         from imagetagger.predictions import select_predictions
 
         size = self.classifier.spec.input_size
@@ -203,6 +211,7 @@ class Tagger:
         error_types = table.column("error_type").to_pylist()
         good = [i for i, error_type in enumerate(error_types) if not error_type]
         predictions: list[list[dict[str, Any]] | None] = [None] * len(crops)
+        general: list[list[dict[str, Any]] | None] = [None] * len(crops)
         if good:
             batch = np.stack([_crop_array(crops[i], size) for i in good])
             probabilities = self.classifier.predict_proba(batch)
@@ -210,11 +219,15 @@ class Tagger:
                 predictions[i] = select_predictions(
                     probs, top=self.config.top, minconf=self.config.minconf
                 )
+                if self.config.labels == "general":  # the same labels as the API's
+                    chosen = general_labels(probs, top=self.config.top, minconf=self.config.minconf)
+                    general[i] = [label.to_dict() for label in chosen]
         return result_table(
             table.column("kind").to_pylist(),
             table.column("source").to_pylist(),
             predictions,
             list(zip(error_types, table.column("error_detail").to_pylist(), strict=True)),
+            general,
         )
 
 
@@ -243,8 +256,10 @@ def result_table(
     sources: Sequence[str],
     predictions: Sequence[list[dict[str, Any]] | None],
     errors: Sequence[tuple[str, str]],
+    general: Sequence[list[dict[str, Any]] | None] | None = None,
 ) -> pa.Table:
-    """Rows of :data:`RESULT_SCHEMA`: a row has predictions, or an error, never both."""
+    """Rows of :data:`RESULT_SCHEMA`: a row has predictions, or an error, never both;
+    ``general`` labels beside the predictions when they were asked for."""
     return pa.table(
         {
             "path": _where(kinds, sources, "path"),
@@ -253,6 +268,7 @@ def result_table(
             "error": pa.array(
                 [{"type": t, "detail": d} if t else None for t, d in errors], ERROR_TYPE
             ),
+            "general": pa.array(general or [None] * len(kinds), pa.list_(GENERAL_TYPE)),
         },
         schema=RESULT_SCHEMA,
     )

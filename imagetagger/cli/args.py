@@ -145,3 +145,13 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="smallest confidence, 0-1",
     )
+
+
+def add_labels_option(parser: argparse.ArgumentParser) -> None:
+    """``--labels general``: add the general labels ("cat", "dog"), as the API's ``labels``."""
+    parser.add_argument(
+        "--labels",
+        choices=("fine", "general"),
+        default="fine",
+        help="general: also answer general labels (cat, dog, vehicle), as /predictions?labels=",
+    )

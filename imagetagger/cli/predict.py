@@ -12,7 +12,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from imagetagger.cli.args import add_model_options, add_selection_options, model_options
+from imagetagger.cli.args import (
+    add_labels_option,
+    add_model_options,
+    add_selection_options,
+    model_options,
+)
 from imagetagger.errors import ImageTaggerError
 from imagetagger.local_files import file_error, read_image_file
 from imagetagger.settings import DownloaderSettings
@@ -35,14 +40,19 @@ def predict_files(
     top: int | None,
     minconf: float | None,
     out: TextIO,
+    labels: str = "fine",
 ) -> int:
     """Print one JSON line per path, in order; return how many failed.
+
+    ``labels="general"`` adds ``general``, the general labels the API answers for the
+    same ``top`` and ``minconf`` (its defaults when they are None).
 
     Images run through the model in batches of ``PREDICT_BATCH_SIZE``, as the service
     batches them, and each line is flushed as soon as its batch is done.
     """
     import numpy as np
 
+    from imagetagger.hierarchy import general_labels
     from imagetagger.images import prepare_image
     from imagetagger.predictions import select_predictions
 
@@ -73,9 +83,11 @@ def predict_files(
             probabilities = iter(classifier.predict_proba(np.stack(images)))
             for result in results:
                 if "error" not in result:
-                    result["predictions"] = select_predictions(
-                        next(probabilities), top=top, minconf=minconf
-                    )
+                    probs = next(probabilities)
+                    result["predictions"] = select_predictions(probs, top=top, minconf=minconf)
+                    if labels == "general":
+                        chosen = general_labels(probs, top=top, minconf=minconf)
+                        result["general"] = [label.to_dict() for label in chosen]
         for result in results:
             failures += "error" in result
             out.write(json.dumps(result) + "\n")
@@ -101,7 +113,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"imagetagger: cannot load {args.model}: {exc}", file=sys.stderr)
         return 1
     failures = predict_files(
-        classifier, args.paths, top=args.top, minconf=args.minconf, out=sys.stdout
+        classifier,
+        args.paths,
+        top=args.top,
+        minconf=args.minconf,
+        out=sys.stdout,
+        labels=args.labels,
     )
     return 1 if failures else 0
 
@@ -117,4 +134,5 @@ def add_parser(commands: Any) -> None:
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files")
     add_model_options(predict, defaults_from_env=True)
     add_selection_options(predict)
+    add_labels_option(predict)
     predict.set_defaults(handler=run)

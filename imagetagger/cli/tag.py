@@ -18,6 +18,7 @@ from typing import Any
 
 from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.cli.args import (
+    add_labels_option,
     add_model_options,
     add_selection_options,
     model_options,
@@ -136,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
         interpreters=args.interpreters,
     )
     options = PipelineOptions(
-        model=TaggerConfig(**model.model_dump(), top=args.top, minconf=args.minconf),
+        model=TaggerConfig(
+            **model.model_dump(), top=args.top, minconf=args.minconf, labels=args.labels
+        ),
         settings=DownloaderSettings(allowed_networks=args.allow_network),
         actors=args.actors,
         gpus_per_actor=args.gpus,
@@ -197,6 +200,7 @@ def add_parser(commands: Any) -> None:
     )
     add_model_options(tag, defaults_from_env=True, runtime_from_gpus=True)
     add_selection_options(tag)
+    add_labels_option(tag)
     tag.add_argument(
         "--address", default=None, help="Ray cluster to run on (default: an embedded local Ray)"
     )

@@ -139,20 +139,42 @@ def test_tagger_runs_only_good_rows_and_keeps_errors() -> None:
             "url": None,
             "predictions": [{"label": LABELS[7], "confidence": 0.5}],
             "error": None,
+            "general": None,  # not asked for (--labels general)
         },
         {
             "path": None,
             "url": "http://127.0.0.2/b.jpg",
             "predictions": None,
             "error": {"type": UNREACHABLE[0], "detail": UNREACHABLE[1]},
+            "general": None,
         },
         {
             "path": "/c.jpg",
             "url": None,
             "predictions": [{"label": LABELS[200], "confidence": 0.5}],
             "error": None,
+            "general": None,
         },
     ]
+
+
+def test_tagger_adds_the_apis_general_labels_when_asked() -> None:
+    from imagetagger.bulk.output import json_lines
+    from imagetagger.hierarchy import general_labels
+
+    crop = np.full((224, 224, 3), 7, dtype=np.uint8).tobytes()
+    table = stage_table(["path"], ["/a.jpg"], [crop], [("", "")])
+    config: dict[str, Any] = {"model": "efficientnet_lite0", "runtime": "litert"}
+    fake = _FakeClassifier()
+    result = Tagger({**config, "labels": "general"}, classifier=fake)(table)
+    assert result.schema == RESULT_SCHEMA
+    probs = fake.predict_proba(np.zeros((1, 1, 1, 1), dtype=np.uint8) + 7)[0]
+    expected = [label.to_dict() for label in general_labels(probs)]
+    (row,) = result.to_pylist()
+    assert [g["label"] for g in row["general"]] == [g["label"] for g in expected]
+    assert len(row["general"]) >= 3  # the API's default: at least 3 labels
+    plain = Tagger(config, classifier=_FakeClassifier())(table)
+    assert '"general"' not in json_lines(plain)  # the fine answer stays as it was
 
 
 def test_from_binary_files_keeps_the_path() -> None:
