@@ -26,12 +26,14 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.errors import as_domain_error
 from deployments.metrics import ingress_metrics
+from imagetagger import tracing
 from imagetagger.api.access import Access, limiter_for
 from imagetagger.api.app import build_api
 from imagetagger.api.auth import ApiKeys
-from imagetagger.api.core import Loaded, RequestCore
+from imagetagger.api.core import Carriers, Loaded, RequestCore
 from imagetagger.hierarchy import hierarchy
 from imagetagger.settings import IngressSettings
+from imagetagger.tracing import Carrier
 
 logger = logging.getLogger("ray.serve")
 
@@ -44,14 +46,25 @@ class ServeBackend:
         self._streamed_loads = downloader.options(stream=True)
         self._model = model
 
-    def load_urls(self, urls: list[str]) -> AsyncIterator[tuple[int, Loaded]]:
-        return self._streamed_loads.load_group.remote(urls)
+    # Trace contexts travel as plain arguments, and only when tracing is on.
+    def load_urls(
+        self, urls: list[str], contexts: Carriers = None
+    ) -> AsyncIterator[tuple[int, Loaded]]:
+        if contexts is None:
+            return self._streamed_loads.load_group.remote(urls)
+        return self._streamed_loads.load_group.remote(urls, contexts)
 
-    def load_bytes(self, data: bytes) -> Awaitable[Loaded]:
-        return self._downloader.load.remote(data)
+    def load_bytes(self, data: bytes, context: Carrier | None = None) -> Awaitable[Loaded]:
+        if context is None:
+            return self._downloader.load.remote(data)
+        return self._downloader.load.remote(data, context)
 
-    def infer(self, pixels: np.ndarray) -> Awaitable[tuple[str, np.ndarray]]:
-        return self._model.infer_many.remote(pixels)
+    def infer(
+        self, pixels: np.ndarray, contexts: Carriers = None
+    ) -> Awaitable[tuple[str, np.ndarray]]:
+        if contexts is None:
+            return self._model.infer_many.remote(pixels)
+        return self._model.infer_many.remote(pixels, contexts)
 
     def model_identity(self) -> Awaitable[str]:
         return self._model.model_identity.remote()
@@ -85,6 +98,7 @@ class ImageTagger:
     def __init__(
         self, downloader: DeploymentHandle, model: DeploymentHandle, model_name: str
     ) -> None:
+        tracing.configure("ImageTagger")  # on when OTEL_EXPORTER_OTLP_*ENDPOINT is set
         hierarchy()  # loaded (~0.1 s) at start, not by the first request for general labels
         self.core = RequestCore(
             ServeBackend(downloader, model),

@@ -7,6 +7,10 @@ default on CPU) each image runs straight away on a worker thread with its own
 interpreter. With a larger ``max_batch_size`` (TensorFlow, GPUs) ``@serve.batch``
 gathers the images of all calls into batches of up to that size (or whatever arrived
 within ``batch_wait_timeout_s``). Either way inference runs off the event loop.
+
+With tracing on, the ingress passes each image's trace context; each image gets a
+``ModelDeployment.infer`` span in its own request's trace (group size, its index, its
+invoke time, runtime, precision, the model's identity).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from ray import serve
 
 from deployments.metrics import model_metrics
+from imagetagger import tracing
 from imagetagger.models.runtimes import RuntimeOptions, load_model, model_identity
 from imagetagger.models.sources import weights_fingerprint
 from imagetagger.settings import ModelSettings
@@ -53,6 +58,12 @@ class ModelDeployment:
         self._batched = DEFAULT_SETTINGS.max_batch_size > 1
         self._last_success = time.monotonic()
         self._metrics = model_metrics()
+        self._span_attributes = {
+            "imagetagger.model.runtime": options.runtime,
+            "imagetagger.model.precision": options.precision,
+            "imagetagger.model.identity": self.identity,
+        }
+        tracing.configure("ModelDeployment")  # on when OTEL_EXPORTER_OTLP_*ENDPOINT is set
         self._warmed_up_to = 1  # loading ran batch 1
         logger.info("Loaded %s on %s", model_name, options)
 
@@ -79,18 +90,44 @@ class ModelDeployment:
         """This replica's model identity: it answers once the model is loaded and warm."""
         return self.identity
 
-    async def infer_many(self, images: np.ndarray) -> tuple[str, np.ndarray]:
-        """This model's identity and the probabilities (N, 1000) of N model-ready images."""
+    async def infer_many(
+        self, images: np.ndarray, contexts: list[tracing.Carrier | None] | None = None
+    ) -> tuple[str, np.ndarray]:
+        """This model's identity and the probabilities (N, 1000) of N model-ready images
+        (``contexts``: each image's trace context, when tracing is on)."""
         if images.ndim != 4 or images.shape[1:] != self._input_shape or images.dtype != np.uint8:
             raise ValueError(
                 f"expected uint8 (N, {self._input_shape}), got {images.dtype} {images.shape}"
             )
+        if contexts is not None and tracing.enabled():
+            return await self._infer_traced(images, contexts)
         if self._batched:
             rows = await asyncio.gather(*(self.infer_batch(image) for image in images))
         else:
             rows = await asyncio.gather(*(self._infer([image]) for image in images))
             rows = [row[0] for row in rows]
         return self.identity, np.stack(rows)
+
+    async def _infer_traced(
+        self, images: np.ndarray, contexts: list[tracing.Carrier | None]
+    ) -> tuple[str, np.ndarray]:
+        attributes = {**self._span_attributes, "imagetagger.group.size": len(images)}
+        spans = tracing.start_member_spans("ModelDeployment.infer", contexts, attributes)
+        try:
+            rows = await asyncio.gather(*(self._timed_row(image) for image in images))
+        except BaseException as exc:
+            tracing.end_member_spans(spans, exc)
+            raise
+        for span, (_, seconds) in zip(spans, rows, strict=False):
+            # with batching on, the wait for the batch to form is included
+            span.set_attribute("imagetagger.model.invoke_ms", round(seconds * 1000, 3))
+        tracing.end_member_spans(spans)
+        return self.identity, np.stack([row for row, _ in rows])
+
+    async def _timed_row(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        row = await self.infer_batch(image) if self._batched else (await self._infer([image]))[0]
+        return row, time.perf_counter() - started
 
     @serve.batch(
         max_batch_size=DEFAULT_SETTINGS.max_batch_size,

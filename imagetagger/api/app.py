@@ -33,6 +33,7 @@ from imagetagger.api.routers import (
     open_inference,
     rekognition,
 )
+from imagetagger.api.tracing_middleware import TracingMiddleware
 from imagetagger.api.ui import ui_router
 from imagetagger.errors import ImageTaggerError
 
@@ -76,6 +77,9 @@ def build_api(
         description=DESCRIPTION
         + " Send an image URL (or upload a file) and get its ImageNet labels with "
         "softmax confidences, best first. To try it in a browser: [the page at /ui](ui).",
+        # Traces come from imagetagger.tracing (TracingMiddleware), whatever global tracer
+        # provider the platform sets: FastAPI's own spans would duplicate the request span.
+        telemetry={"tracing": False},
     )
     app.state.core = core
     for router in ROUTERS:
@@ -94,6 +98,8 @@ def build_api(
     # Starlette runs the last added outermost: the request log sees the 401s and 429s too.
     app.add_middleware(AccessMiddleware, access=access, guards=GUARDS)
     app.add_middleware(RequestMiddleware, metrics=metrics)
+    # Outermost: the request span is current while the request is logged and served.
+    app.add_middleware(TracingMiddleware)
     return app
 
 

@@ -14,6 +14,11 @@ Concurrent requests share calls: their URLs go to the Downloader in one streamed
 that answers each image when it is ready (:mod:`imagetagger.grouping`, so a slow origin
 delays only its own request), and their crops go to the model in one call. A lone
 request goes at once; under load one call carries many images.
+
+With tracing on (:mod:`imagetagger.tracing`), each image's download, response cache
+lookup and model call is a span of its request's trace, and each image travels with
+its request's W3C context (a carrier), so the Downloader's and the model's spans join
+the trace of every request in a shared call.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from imagetagger import tracing
 from imagetagger.api.errors import ErrorMapper, only_domain_errors
 from imagetagger.api.metrics import CoreMetrics, NullMetrics
 from imagetagger.errors import ImageTaggerError, InternalError, Overloaded
@@ -39,6 +45,7 @@ T = TypeVar("T")
 #: An image as a client sent it: a URL (``str``) or the encoded bytes.
 ImageRef = str | bytes
 Loaded = PreparedImage | ImageTaggerError  # the Downloader answers client errors as values
+Carriers = list[tracing.Carrier | None] | None  # each image's trace context; None when off
 
 # Grouped calls: at most GROUP_SIZE images per call, GROUPS_IN_FLIGHT calls at once;
 # what arrives meanwhile forms the next group. A download group gives up its slot after
@@ -57,15 +64,20 @@ READY_PROBE_S = 2.0
 class Backend(Protocol):
     """The calls the core is handed: the Downloader's and the model's."""
 
-    def load_urls(self, urls: list[str]) -> AsyncIterator[tuple[int, Loaded]]:
-        """Fetch, decode and crop ``urls``: ``(index, image or client error)``, any order."""
+    def load_urls(
+        self, urls: list[str], contexts: Carriers = None
+    ) -> AsyncIterator[tuple[int, Loaded]]:
+        """Fetch, decode and crop ``urls``: ``(index, image or client error)``, any order.
+        ``contexts``: each URL's trace context when tracing is on."""
         ...
 
-    def load_bytes(self, data: bytes) -> Awaitable[Loaded]:
+    def load_bytes(self, data: bytes, context: tracing.Carrier | None = None) -> Awaitable[Loaded]:
         """Decode and crop one uploaded image."""
         ...
 
-    def infer(self, pixels: np.ndarray) -> Awaitable[tuple[str, np.ndarray]]:
+    def infer(
+        self, pixels: np.ndarray, contexts: Carriers = None
+    ) -> Awaitable[tuple[str, np.ndarray]]:
         """The model's identity and the (N, 1000) probabilities of N crops."""
         ...
 
@@ -93,13 +105,17 @@ class RequestCore:
         self._cache = ResponseCache(self._settings.response_cache_bytes)
         self._in_flight = 0
         self._model_identity: str | None = None  # known after the model's first answer
-        self._downloads: StreamedGroups[str, Loaded] = StreamedGroups(
-            backend.load_urls,
-            max_group=GROUP_SIZE,
-            max_groups=GROUPS_IN_FLIGHT,
-            hold_s=DOWNLOAD_SLOT_HOLD_S,
+        self._downloads: StreamedGroups[tuple[str, tracing.Carrier | None], Loaded] = (
+            StreamedGroups(
+                self._load_group,
+                max_group=GROUP_SIZE,
+                max_groups=GROUPS_IN_FLIGHT,
+                hold_s=DOWNLOAD_SLOT_HOLD_S,
+            )
         )
-        self._inferences: StreamedGroups[np.ndarray, tuple[str, np.ndarray]] = StreamedGroups(
+        self._inferences: StreamedGroups[
+            tuple[np.ndarray, tracing.Carrier | None], tuple[str, np.ndarray]
+        ] = StreamedGroups(
             self._infer_group,
             max_group=GROUP_SIZE,
             max_groups=GROUPS_IN_FLIGHT,
@@ -187,17 +203,24 @@ class RequestCore:
 
     def _load(self, image: ImageRef) -> Awaitable[Loaded]:
         if isinstance(image, str):
-            return self._downloads.submit(image)
+            return self._downloads.submit((image, tracing.carrier()))
         # One call per upload: 16 uploads in one message could pass gRPC's message limit.
-        return self._backend.load_bytes(image)
+        return self._backend.load_bytes(image, tracing.carrier())
+
+    def _load_group(
+        self, items: list[tuple[str, tracing.Carrier | None]]
+    ) -> AsyncIterator[tuple[int, Loaded]]:
+        urls = [url for url, _ in items]
+        return self._backend.load_urls(urls, [c for _, c in items] if tracing.enabled() else None)
 
     async def _probabilities_of(self, image: ImageRef) -> np.ndarray:
         """The model's 1000 probabilities for one image; counts every outcome."""
         outcome = "InternalError"
         try:
-            loaded = await self._load(image)
-            if isinstance(loaded, ImageTaggerError):  # client errors come back as values
-                raise loaded
+            with tracing.span("download" if isinstance(image, str) else "upload"):
+                loaded = await self._load(image)
+                if isinstance(loaded, ImageTaggerError):  # client errors come back as values
+                    raise loaded  # and set the span's status on the way out
             probabilities = await self._cached_probabilities(loaded)
             outcome = "ok"
             return probabilities
@@ -218,12 +241,18 @@ class RequestCore:
         if self._cache.max_bytes:
             # Before the model's first answer its identity (the key) is unknown: a miss.
             identity = self._model_identity
-            cached = None if identity is None else self._cache.get(identity, image.digest)
+            with tracing.span("response_cache") as span:
+                cached = None if identity is None else self._cache.get(identity, image.digest)
+                if span is not None:
+                    span.set_attribute("imagetagger.cache.hit", cached is not None)
             if cached is not None:
                 self._metrics.cache_hits.inc()
                 return cached
             self._metrics.cache_misses.inc()
-        identity, probabilities = await self._inferences.submit(image.pixels)
+        with tracing.span("model"):
+            identity, probabilities = await self._inferences.submit(
+                (image.pixels, tracing.carrier())
+            )
         if self._cache.max_bytes:
             self._cache.put(identity, image.digest, probabilities)
             stats = self._cache.stats()
@@ -232,10 +261,12 @@ class RequestCore:
         return probabilities
 
     async def _infer_group(
-        self, images: list[np.ndarray]
+        self, items: list[tuple[np.ndarray, tracing.Carrier | None]]
     ) -> AsyncIterator[tuple[int, tuple[str, np.ndarray]]]:
         """One model call for a group: each image's probabilities, with the model's identity."""
-        identity, probabilities = await self._backend.infer(np.stack(images))
+        pixels = np.stack([image for image, _ in items])
+        contexts = [context for _, context in items] if tracing.enabled() else None
+        identity, probabilities = await self._backend.infer(pixels, contexts)
         self._model_identity = identity
         for index, row in enumerate(probabilities):
             yield index, (identity, row)

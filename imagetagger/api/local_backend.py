@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
+from imagetagger import tracing
 from imagetagger.download.fetch import fetcher_from_settings
 from imagetagger.errors import ImageTaggerError
 from imagetagger.images import PreparedImage, prepare_image
@@ -40,19 +41,23 @@ class LocalBackend:
         self._identity = identity
 
     async def load_urls(
-        self, urls: list[str]
+        self, urls: list[str], contexts: list[tracing.Carrier | None] | None = None
     ) -> AsyncIterator[tuple[int, PreparedImage | ImageTaggerError]]:
         async def load(index: int, url: str) -> tuple[int, PreparedImage | ImageTaggerError]:
-            try:
-                data = await self._fetcher.fetch(url)
-            except ImageTaggerError as error:
-                return index, error
-            return index, await self.load_bytes(data)
+            with tracing.span("local.load", contexts[index] if contexts else None) as span:
+                try:
+                    data = await self._fetcher.fetch(url)
+                except ImageTaggerError as error:
+                    tracing.record_error(span, error)
+                    return index, error
+                return index, await self.load_bytes(data)
 
         for done in asyncio.as_completed([load(i, url) for i, url in enumerate(urls)]):
             yield await done
 
-    async def load_bytes(self, data: bytes) -> PreparedImage | ImageTaggerError:
+    async def load_bytes(
+        self, data: bytes, context: tracing.Carrier | None = None
+    ) -> PreparedImage | ImageTaggerError:
         try:
             pixels = await asyncio.to_thread(
                 prepare_image,
@@ -65,8 +70,12 @@ class LocalBackend:
             return error
         return PreparedImage(digest=image_digest(data), pixels=pixels)
 
-    async def infer(self, pixels: np.ndarray) -> tuple[str, np.ndarray]:
-        return self._identity, await asyncio.to_thread(self._predict_proba, pixels)
+    async def infer(
+        self, pixels: np.ndarray, contexts: list[tracing.Carrier | None] | None = None
+    ) -> tuple[str, np.ndarray]:
+        first = contexts[0] if contexts else None
+        with tracing.span("local.infer", first, links=contexts or ()):
+            return self._identity, await asyncio.to_thread(self._predict_proba, pixels)
 
     async def model_identity(self) -> str:
         return self._identity

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imagetagger import tracing
 from imagetagger.api.errors import error_response
 from imagetagger.api.metrics import HttpMetrics, NullMetrics
 
@@ -57,14 +58,16 @@ class RequestMiddleware:
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")  # bounded label values
+        trace_id = tracing.trace_id()  # None (and not logged) when tracing is off
         logger.info(
-            "request_id=%s method=%s route=%s status=%d duration_ms=%.1f url_host=%s",
+            "request_id=%s method=%s route=%s status=%d duration_ms=%.1f url_host=%s%s",
             Headers(scope=scope).get("x-request-id", "-"),
             scope["method"],
             route,
             status,
             seconds * 1000,
             _url_host(scope.get("query_string", b"")),
+            f" trace_id={trace_id}" if trace_id else "",
         )
         self._metrics().requests.inc(tags={"route": route, "status": str(status)})
 
