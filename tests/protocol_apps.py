@@ -8,7 +8,9 @@ and cropper are the real ones (:class:`imagetagger.api.local_backend.LocalBacken
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -23,12 +25,15 @@ from imagetagger.api.access import Access
 from imagetagger.api.app import local_api
 from imagetagger.api.core import RequestCore
 from imagetagger.api.local_backend import LocalBackend
+from imagetagger.protocols import open_inference as oip
 from imagetagger.settings import IngressSettings
 
 MODEL = "efficientnet_lite2"
 DATA = Path(__file__).parent / "data"
 CHELSEA = (DATA / "chelsea.jpg").read_bytes()
 COFFEE = (DATA / "coffee.jpg").read_bytes()
+B64_CAT = base64.b64encode(CHELSEA).decode()
+B64_CUP = base64.b64encode(COFFEE).decode()
 
 
 def _answer(top: dict[int, float]) -> np.ndarray:
@@ -78,3 +83,21 @@ def serve(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+# Open Inference Protocol requests: the IMAGE input as base64 JSON, or binary tensor data.
+
+
+def json_request(*images: str, shape: list[int] | None = None, **extra) -> dict:
+    tensor = {"name": "IMAGE", "datatype": "BYTES", "shape": shape or [len(images)]}
+    return {"inputs": [{**tensor, "data": list(images)}], **extra}
+
+
+def binary_request(*images: bytes, outputs: list | None = None) -> tuple[bytes, dict]:
+    raw = oip.serialize_bytes(images)
+    tensor = {"name": "IMAGE", "datatype": "BYTES", "shape": [len(images)]}
+    header: dict = {"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]}
+    if outputs is not None:
+        header["outputs"] = outputs
+    head = json.dumps(header).encode()
+    return head + raw, {oip.HEADER_LENGTH: str(len(head))}

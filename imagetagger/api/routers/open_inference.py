@@ -20,6 +20,7 @@ from imagetagger.api.dependencies import Core, read_body
 from imagetagger.api.errors import to_domain_error
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, InvalidImage
 from imagetagger.protocols import open_inference as oip
+from imagetagger.protocols import open_inference_requests as oip_requests
 from imagetagger.routes import (
     OIP_INFER,
     OIP_LIVE,
@@ -80,12 +81,12 @@ async def oip_infer(model: str, request: Request, core: Core) -> Response:
     try:
         if model != core.model_name:
             raise oip.unknown_model(model)
-        body = oip.decode_content(
+        body = oip_requests.decode_content(
             await read_body(request, MAX_OIP_BODY_BYTES),
             request.headers.get("content-encoding"),
             MAX_OIP_BODY_BYTES,
         )
-        parsed = oip.parse_infer_request(
+        parsed = oip_requests.parse_infer_request(
             body,
             request.headers.get(oip.HEADER_LENGTH),
             model=model,
