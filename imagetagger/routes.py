@@ -97,13 +97,27 @@ OIP_LIVE = Route("GET", "/v2/health/live", "Open Inference Protocol: server live
 OIP_READY = Route("GET", "/v2/health/ready", "Open Inference Protocol: server ready")
 OIP_SERVER = Route("GET", "/v2", "Open Inference Protocol: server metadata")
 OIP_MODEL = Route("GET", "/v2/models/{model}", "Open Inference Protocol: model metadata")
-OIP_MODEL_READY = Route(
-    "GET", "/v2/models/{model}/ready", "Open Inference Protocol: model ready"
-)
+OIP_MODEL_READY = Route("GET", "/v2/models/{model}/ready", "Open Inference Protocol: model ready")
 OIP_INFER = Route(
     "POST",
     "/v2/models/{model}/infer",
     "Open Inference Protocol: inference (BYTES images in, FP32 probabilities out)",
+    guard="open_inference",
+)
+OIP_MODEL_VERSION = Route(
+    "GET",
+    "/v2/models/{model}/versions/{version}",
+    "Open Inference Protocol: model metadata, one version",
+)
+OIP_MODEL_VERSION_READY = Route(
+    "GET",
+    "/v2/models/{model}/versions/{version}/ready",
+    "Open Inference Protocol: model version ready",
+)
+OIP_INFER_VERSION = Route(
+    "POST",
+    "/v2/models/{model}/versions/{version}/infer",
+    "Open Inference Protocol: inference on one model version",
     guard="open_inference",
 )
 HF_CLASSIFY = Route(
@@ -127,7 +141,9 @@ ROUTES: tuple[Route, ...] = (
     OIP_MODEL,
     OIP_MODEL_READY,
     OIP_INFER,
+    OIP_MODEL_VERSION,
+    OIP_MODEL_VERSION_READY,
+    OIP_INFER_VERSION,
     HF_CLASSIFY,
     UI,
 )
-

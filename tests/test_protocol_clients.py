@@ -194,3 +194,16 @@ def test_hf_keys(keyed_address: str) -> None:
     assert caught.value.server_message == INVALID_KEY
     answer = hf_client(keyed_address, token=KEY).image_classification(CHELSEA)
     assert answer[0].label == "Egyptian cat"
+
+
+def test_triton_with_a_model_version(triton_client: triton.InferenceServerClient) -> None:
+    """The served model's one version, "1", on the versioned paths; any other is a 404."""
+    assert triton_client.is_model_ready(MODEL, model_version="1")
+    assert not triton_client.is_model_ready(MODEL, model_version="2")
+    assert triton_client.get_model_metadata(MODEL, model_version="1")["name"] == MODEL
+    result = triton_client.infer(MODEL, [images(CHELSEA)], model_version="1")
+    assert np.array_equal(result.as_numpy("PROBABILITIES")[0], CAT)
+    with pytest.raises(InferenceServerException) as caught:
+        triton_client.infer(MODEL, [images(CHELSEA)], model_version="2")
+    assert caught.value.status() == "404"
+    assert caught.value.message() == f"Request for unknown model: '{MODEL}' version 2 is not found"

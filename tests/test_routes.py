@@ -54,6 +54,7 @@ def test_every_tagging_route_is_guarded_and_nothing_else() -> None:
         ("POST", "/v1/images:annotate"): "cloud_vision",
         ("POST", "/"): "rekognition",
         ("POST", "/v2/models/{model}/infer"): "open_inference",
+        ("POST", "/v2/models/{model}/versions/{version}/infer"): "open_inference",
         ("POST", "/models/{model}"): "hugging_face",
     }
     assert set(guarded.values()) == set(GUARDS)

@@ -79,8 +79,10 @@ class InferRequest:
     outputs: tuple[RequestedOutput, ...]
 
 
-def unknown_model(model: str) -> ProtocolError:
-    return ProtocolError(f"Request for unknown model: '{model}' is not found", 404)
+def unknown_model(model: str, version: str | None = None) -> ProtocolError:
+    """Triton's 404 for a model (or a version of it) this server does not serve."""
+    which = f"'{model}'" if version is None else f"'{model}' version {version}"
+    return ProtocolError(f"Request for unknown model: {which} is not found", 404)
 
 
 def server_metadata(version: str) -> dict[str, Any]:

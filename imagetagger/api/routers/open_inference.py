@@ -23,9 +23,12 @@ from imagetagger.protocols import open_inference as oip
 from imagetagger.protocols import open_inference_requests as oip_requests
 from imagetagger.routes import (
     OIP_INFER,
+    OIP_INFER_VERSION,
     OIP_LIVE,
     OIP_MODEL,
     OIP_MODEL_READY,
+    OIP_MODEL_VERSION,
+    OIP_MODEL_VERSION_READY,
     OIP_READY,
     OIP_SERVER,
 )
@@ -99,6 +102,31 @@ async def oip_infer(model: str, request: Request, core: Core) -> Response:
     except Exception as exc:
         return error_response(oip.ProtocolError.of(core.domain_error(exc)))
     return Response(content, headers=headers)
+
+
+# The served model has one version, MODEL_VERSION; the versioned paths answer for it
+# (tritonclient calls them when given a ``model_version``) and 404 any other.
+
+
+@router.get(OIP_MODEL_VERSION.path, **OIP_MODEL_VERSION.openapi())
+async def oip_model_version_metadata(model: str, version: str, core: Core) -> Response:
+    if version != oip.MODEL_VERSION:
+        return error_response(oip.unknown_model(model, version))
+    return await oip_model_metadata(model, core)
+
+
+@router.get(OIP_MODEL_VERSION_READY.path, **OIP_MODEL_VERSION_READY.openapi())
+async def oip_model_version_ready(model: str, version: str, core: Core) -> Response:
+    if version != oip.MODEL_VERSION:
+        return error_response(oip.unknown_model(model, version))
+    return await oip_model_ready(model, core)
+
+
+@router.post(OIP_INFER_VERSION.path, **OIP_INFER_VERSION.openapi())
+async def oip_infer_version(model: str, version: str, request: Request, core: Core) -> Response:
+    if version != oip.MODEL_VERSION:
+        return error_response(oip.unknown_model(model, version))
+    return await oip_infer(model, request, core)
 
 
 async def _classify(core: RequestCore, images: list[bytes]) -> np.ndarray:
