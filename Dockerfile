@@ -70,6 +70,13 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-m", "imagetagger.healthcheck"]
 
+# Tracing (docs/OPERATIONS.md, *Tracing*) is off until an OTLP endpoint is set; the
+# standard variables reach every replica (and `imagetagger tag`'s workers), e.g.
+#   docker run -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 \
+#     -e OTEL_SERVICE_NAME=imagetagger -e OTEL_TRACES_SAMPLER=parentbased_traceidratio \
+#     -e OTEL_TRACES_SAMPLER_ARG=0.1 -p 8000:8000 imagetagger
+# (also OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf,
+# OTEL_SDK_DISABLED). Not set here: an image default would point every container at it.
 ENTRYPOINT ["tini", "--", "imagetagger"]
 CMD ["serve", "--config", "serve_config.yaml"]
 

@@ -79,6 +79,7 @@ from benchmarks.photos import (
 )
 from benchmarks.procs import memory_snapshot
 from benchmarks.report import TARGET_CONCURRENCY, evaluate_targets, render_markdown, write_report
+from benchmarks.traced import for_workload, measure_traced
 from imagetagger.models.runtimes import RuntimeOptions
 from imagetagger.models.specs import get_spec
 
@@ -94,6 +95,7 @@ SERVERS = {
     "naive": "the naive TensorFlow server",
     "floor": "Ray's floor",
     "repeat": "the service's repeat-workload level",
+    "traced": "the service with tracing on (benchmarks/traced.py)",
 }
 
 
@@ -318,6 +320,11 @@ def bench_model(
             service, repeat = measure_service(
                 model, precision, photos, settings, config_source=config_source, workdir=workdir
             )
+        traced = None
+        if "traced" in settings.servers:
+            traced = measure_traced(
+                model, precision, photos, settings, config_source=config_source, workdir=workdir
+            )
         run_settings = _run_settings(settings, config_source, served)
         for workload in settings.workloads:
             bare_tf = with_decode(tf_part, decode[workload])
@@ -331,6 +338,7 @@ def bench_model(
                 "peer": peer.get(workload),
                 "naive": naive.get(workload),
                 "floor": floor,
+                "service_traced": for_workload(traced, workload),
             }
             reports.append(
                 build_report(

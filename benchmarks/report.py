@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.model_throughput import format_machine
+from benchmarks.traced import traced_lines, traced_targets
 
 GIB = 2**30
 MIB = 2**20
@@ -217,6 +218,7 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         *_peer_targets(report),
         *_memory_targets(report),
         *_repeat_targets(report),
+        *traced_targets(report),
         *_reported_ratios(report),
     ]
 
@@ -386,7 +388,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["bare_served"] is not report.get("bare_tensorflow"):
         lines.append(_bare_line(report["bare_served"]))
     lines += ["", *_headline(report, concurrencies), "", *_all_servers(report, concurrencies)]
-    lines += ["", *_repeat_line(report), *_memory_lines(report), *cpu_table(report)]
+    lines += ["", *_repeat_line(report), *traced_lines(report)]
+    lines += [*_memory_lines(report), *cpu_table(report)]
     lines += ["| target | value | threshold | verdict |", "|---|---:|---:|---|"]
     for target in report.get("targets") or evaluate_targets(report):
         lines.append(

@@ -98,6 +98,12 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     for name in ("service", "peer", "naive", "floor"):
         monkeypatch.setattr(bench_service, f"run_{name}", server(name))
     monkeypatch.setattr(bench_service, "measure_load", load)
+
+    def traced(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        events.append(("traced", "unique"))  # its own services (benchmarks/traced.py)
+        return {"workload": "unique", "runs": {}}
+
+    monkeypatch.setattr(bench_service, "measure_traced", traced)
     monkeypatch.setattr(bench_service, "measure_level", level)
     monkeypatch.setattr(
         bench_service, "memory_snapshot", lambda _t: {"pss_bytes": 200, "processes": 1}
@@ -144,11 +150,13 @@ def test_each_server_starts_once_and_reports_every_workload(
             ("service", "unique"),
             ("service", "repeat"),  # right after the 512-px levels
             ("service", "phone"),
+            ("traced", "unique"),  # the first workload only
         ]
         * 2,
     ]
     unique, phone = reports[:2]
     assert unique["service_repeat"] is not None and phone["service_repeat"] is None
+    assert unique["service_traced"] is not None and phone["service_traced"] is None
     assert unique["floor"] is phone["floor"]
     assert unique["service"]["memory"]["pss_bytes"] == 200  # the repeat level's, higher
     assert phone["photos"] == unique["photos"] == 100
