@@ -109,6 +109,12 @@ def enabled() -> bool:
     return _tracer is not None
 
 
+def flush() -> None:
+    """Export what is buffered now (a bulk job's worker may be ended right after)."""
+    if _provider is not None:
+        _provider.force_flush()
+
+
 def shutdown() -> None:
     """Export what is buffered and turn tracing off in this process (tests, exit)."""
     global _tracer, _provider, _configured

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from imagetagger import tracing
 from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.bulk.output import OutputFormat, ResultWriter
 from imagetagger.bulk.sources import Input
@@ -34,6 +35,7 @@ from imagetagger.bulk.stages import (
     fetch_batch,
     from_binary_files,
 )
+from imagetagger.bulk.traced import COMPONENT, TracedStep, TracedTagger
 from imagetagger.settings import DownloaderSettings
 
 if TYPE_CHECKING:
@@ -128,14 +130,25 @@ def _readable_file(path: str, max_bytes: int) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size <= max_bytes and os.access(path, os.R_OK)
 
 
-def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data.Dataset:
-    """The lazy dataset of result rows (nothing runs until it is iterated)."""
+def build_dataset(
+    inputs: Sequence[Input], options: PipelineOptions, trace: tracing.Carrier | None = None
+) -> ray.data.Dataset:
+    """The lazy dataset of result rows (nothing runs until it is iterated); with the
+    job's ``trace`` context, every step's batches are spans in it (bulk/traced.py)."""
     import ray.data
     from ray.data import ExecutionResources
 
     from imagetagger.models.specs import get_spec
 
     settings = options.settings
+    read, fetch, decode = from_binary_files, fetch_batch, decode_batch
+    tagger: type[Tagger] = Tagger
+    tagger_kwargs = {"config": options.model.to_dict()}
+    if trace is not None:
+        read = TracedStep(from_binary_files, "read", trace)
+        fetch = TracedStep(fetch_batch, "fetch", trace)
+        decode = TracedStep(decode_batch, "decode", trace)
+        tagger, tagger_kwargs = TracedTagger, {**tagger_kwargs, "parent": trace}
     files, others = split_inputs(inputs, settings.max_image_bytes)
     parts: list[ray.data.Dataset] = []
     if files:
@@ -144,13 +157,13 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
                 files,
                 include_paths=True,
                 override_num_blocks=math.ceil(len(files) / FILES_PER_READ_BLOCK),
-            ).map_batches(from_binary_files, batch_format="pyarrow")
+            ).map_batches(read, batch_format="pyarrow")
         )
     if others:
         items = [{"kind": item.kind, "source": item.source} for item in others]
         parts.append(
             ray.data.from_items(items).map_batches(
-                fetch_batch,
+                fetch,
                 batch_format="pyarrow",
                 batch_size=FETCH_BATCH_SIZE,
                 fn_kwargs={"settings": settings.model_dump()},
@@ -161,7 +174,7 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     spec = get_spec(options.model.model)
     dataset = dataset.map_batches(
-        decode_batch,
+        decode,
         batch_format="pyarrow",
         batch_size=options.batch_size,
         num_cpus=options.decode_cpus,
@@ -171,10 +184,10 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
             "max_pixels": settings.max_image_pixels,
         },
     ).map_batches(
-        Tagger,
+        tagger,
         batch_format="pyarrow",
         batch_size=options.batch_size,
-        fn_constructor_kwargs={"config": options.model.to_dict()},
+        fn_constructor_kwargs=tagger_kwargs,
         compute=ray.data.ActorPoolStrategy(size=options.actors),
         num_cpus=options.cpus_per_actor,
         num_gpus=options.gpus_per_actor or None,
@@ -186,9 +199,11 @@ def build_dataset(inputs: Sequence[Input], options: PipelineOptions) -> ray.data
     return dataset
 
 
-def iter_results(inputs: Sequence[Input], options: PipelineOptions) -> Iterator[pa.Table]:
+def iter_results(
+    inputs: Sequence[Input], options: PipelineOptions, trace: tracing.Carrier | None = None
+) -> Iterator[pa.Table]:
     """Result tables as the pipeline produces them (completion order, not input order)."""
-    dataset = build_dataset(inputs, options)
+    dataset = build_dataset(inputs, options, trace)
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
@@ -203,9 +218,17 @@ def run_job(
     """Tag ``inputs`` into the file ``out``; Ray must already be initialized."""
     summary = Summary(skipped=Counter(skipped or {}))
     started = time.perf_counter()
-    with ResultWriter(out, fmt) as writer:
-        for table in iter_results(inputs, options):
+    tracing.configure(COMPONENT)  # on when OTEL_EXPORTER_OTLP_*ENDPOINT is set
+    with (
+        tracing.span("imagetagger tag", attributes={"imagetagger.inputs": len(inputs)}) as job,
+        ResultWriter(out, fmt) as writer,
+    ):
+        for table in iter_results(inputs, options, tracing.carrier()):
             writer.write(table)
             summary.count(table)
+        if job is not None:
+            errors = sum(summary.errors.values())
+            job.set_attributes({"imagetagger.rows": summary.rows, "imagetagger.errors": errors})
+    tracing.flush()
     summary.seconds = time.perf_counter() - started
     return summary

@@ -97,7 +97,12 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     address = address or os.environ.get(RAY_ADDRESS_ENV) or None
     if address:
-        ray.init(address=address)
+        from imagetagger.bulk.traced import otel_environment
+
+        # OTEL_* (tracing) reach a cluster's workers only this way; a local Ray's workers
+        # inherit this process's environment.
+        env = otel_environment()
+        ray.init(address=address, runtime_env={"env_vars": env} if env else None)
     else:
         ray.init(address="local", num_cpus=_usable_cpus(), include_dashboard=False)
     try:
