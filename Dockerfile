@@ -39,14 +39,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000
 
 # Ray's high-throughput serving mode, for `imagetagger serve` and for the `ray start`
-# KubeRay runs in this image: the values of imagetagger/serving_env.py (a test checks).
+# KubeRay runs in this image, and the slower idle loops (docs/SERVING.md, *Idle CPU*):
+# the values of imagetagger/serving_env.py (a test checks).
 ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
     RAY_SERVE_ENABLE_HA_PROXY=1 \
     RAY_SERVE_HAPROXY_NBTHREAD=1 \
     RAY_SERVE_HAPROXY_METRICS_ENABLED=0 \
     RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response response-timeout" \
     RAY_max_direct_call_object_size=1048576 \
-    RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=75497472
+    RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=75497472 \
+    RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 \
+    RAY_SERVE_METRICS_EXPORT_INTERVAL_MS=1000 \
+    RAY_task_events_report_interval_ms=5000 \
+    REPORTER_UPDATE_INTERVAL_MS=15000 \
+    RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S=2 \
+    METRICS_RECORD_INTERVAL_S=30
 
 # tini is PID 1: it reaps the processes Ray leaves behind and passes signals on to the
 # CLI. wget is what KubeRay's readiness and liveness probes run inside Ray pods.

@@ -96,6 +96,8 @@ def role_of(argv: list[bytes]) -> str:
         # "ServeController.listen_for_change": the actor, without the method it runs now
         title = title.removeprefix("ray::").split()[0].split(".", 1)[0]
         return title.rsplit(":", 1)[-1] if title.startswith("ServeReplica") else title
+    if title.startswith("ray-dashboard-"):  # a dashboard module: "ray-dashboard-JobHead-0 (...)"
+        return title.split()[0].rsplit("-", 1)[0]
     name = Path(title).name
     if not name.startswith("python"):
         return name

@@ -227,7 +227,7 @@ import json, os, signal, subprocess, sys, time
 record = os.environ["FAKE_RECORD"]
 mode = os.environ.get("FAKE_MODE", "")
 tool = os.path.basename(sys.argv[0])
-recorded = ("RAY_", "MALLOC_", "IMAGETAGGER_HAPROXY_")
+recorded = ("RAY_", "MALLOC_", "IMAGETAGGER_HAPROXY_", "REPORTER_", "METRICS_RECORD_")
 entry = {{"tool": tool, "argv": sys.argv[1:],
           "env": {{k: v for k, v in os.environ.items() if k.startswith(recorded)}}}}
 if tool == "serve" and sys.argv[1] == "run":

@@ -15,7 +15,7 @@ class ServeLogTail(threading.Thread):
     ``make run`` and ``docker logs`` show the request log.
     """
 
-    def __init__(self, logs_dir: Path, out: TextIO, interval_s: float = 0.5) -> None:
+    def __init__(self, logs_dir: Path, out: TextIO, interval_s: float = 1.0) -> None:
         super().__init__(name="serve-log-tail", daemon=True)
         self._dir = logs_dir / "serve"
         self._out = out

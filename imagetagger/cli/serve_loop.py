@@ -16,6 +16,10 @@ from typing import TextIO
 from imagetagger.cli.local_ray import LocalRay, ServeFailed
 from imagetagger.cli.serve_logs import ServeLogTail
 
+# How often the idle loop checks that Ray's daemons live (a scan of /proc): Ray dying
+# is reported within this; a signal still ends the wait at once.
+ALIVE_CHECK_S = 5.0
+
 
 class _Hurry(Exception):
     """A second signal during the graceful shutdown: end the daemons now."""
@@ -59,7 +63,7 @@ def serve_forever(
             print("imagetagger serve: ready", file=out, flush=True)
             if on_ready is not None:
                 on_ready()
-        while not stop.wait(2.0):
+        while not stop.wait(ALIVE_CHECK_S):
             if not ray.alive():
                 raise ServeFailed("Ray's daemons exited unexpectedly")
     except ServeFailed as exc:
