@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.idle import measure_idle
 from benchmarks.launch import (
     ROOT,
     RunningServer,
@@ -96,6 +97,7 @@ SERVERS = {
     "floor": "Ray's floor",
     "repeat": "the service's repeat-workload level",
     "traced": "the service with tracing on (benchmarks/traced.py)",
+    "idle": "the service's idle CPU before its load (benchmarks/idle.py, 90 s)",
 }
 
 
@@ -220,13 +222,18 @@ def measure_service(
     measured: dict[str, dict[str, Any]] = {}
     repeat = None
     with run_service(config_source, workdir, model=model, precision=precision) as server:
+        idle = measure_idle(server) if "idle" in settings.servers else None
         for workload in settings.workloads:
             measured[workload] = _measure(server, photos, workload, settings)
             if workload == base:
                 repeat = _measure_repeat(server, photos, settings)
                 if repeat["memory"]["pss_bytes"] > measured[workload]["memory"]["pss_bytes"]:
                     measured[workload]["memory"] = repeat["memory"]
-    return _all_with_stop(measured, server), repeat
+    measured = _all_with_stop(measured, server)
+    if idle is not None:
+        for found in measured.values():
+            found["idle"] = idle
+    return measured, repeat
 
 
 def _run_settings(

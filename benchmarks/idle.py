@@ -72,6 +72,20 @@ def format_idle(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def idle_lines(report: dict[str, Any]) -> list[str]:
+    """The report's idle-CPU lines (issue 34), where the service's run measured it."""
+    idle = (report.get("service") or {}).get("idle")
+    if not idle:
+        return []
+    return [
+        "",
+        f"Idle (no request, {idle['window_s']} s after a {SETTLE_S:.0f} s settle): the whole "
+        f"service {idle['total_ms_per_s']:.1f} ms of CPU per second, PSS {idle['pss_mib']} MiB.",
+        "",
+        format_idle(idle),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "serve_config.yaml")

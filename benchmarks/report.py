@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.idle import idle_lines
 from benchmarks.model_throughput import format_machine
 from benchmarks.traced import traced_lines, traced_targets
 
@@ -388,7 +389,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["bare_served"] is not report.get("bare_tensorflow"):
         lines.append(_bare_line(report["bare_served"]))
     lines += ["", *_headline(report, concurrencies), "", *_all_servers(report, concurrencies)]
-    lines += ["", *_repeat_line(report), *traced_lines(report)]
+    lines += ["", *_repeat_line(report), *traced_lines(report), *idle_lines(report)]
     lines += [*_memory_lines(report), *cpu_table(report)]
     lines += ["| target | value | threshold | verdict |", "|---|---:|---:|---|"]
     for target in report.get("targets") or evaluate_targets(report):

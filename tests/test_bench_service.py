@@ -104,6 +104,12 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         return {"workload": "unique", "runs": {}}
 
     monkeypatch.setattr(bench_service, "measure_traced", traced)
+
+    def idle(running: Any) -> dict[str, Any]:
+        events.append((running.name, "idle"))  # before the service's first load
+        return {"total_ms_per_s": 50.0}
+
+    monkeypatch.setattr(bench_service, "measure_idle", idle)
     monkeypatch.setattr(bench_service, "measure_level", level)
     monkeypatch.setattr(
         bench_service, "memory_snapshot", lambda _t: {"pss_bytes": 200, "processes": 1}
@@ -147,6 +153,7 @@ def test_each_server_starts_once_and_reports_every_workload(
             ("peer", "unique"),
             ("peer", "phone"),
             ("service", "start"),
+            ("service", "idle"),
             ("service", "unique"),
             ("service", "repeat"),  # right after the 512-px levels
             ("service", "phone"),
@@ -158,6 +165,7 @@ def test_each_server_starts_once_and_reports_every_workload(
     assert unique["service_repeat"] is not None and phone["service_repeat"] is None
     assert unique["service_traced"] is not None and phone["service_traced"] is None
     assert unique["floor"] is phone["floor"]
+    assert unique["service"]["idle"] == phone["service"]["idle"] == {"total_ms_per_s": 50.0}
     assert unique["service"]["memory"]["pss_bytes"] == 200  # the repeat level's, higher
     assert phone["photos"] == unique["photos"] == 100
     assert phone["bare_served"]["decode_ms"].keys() != unique["bare_served"]["decode_ms"].keys()
