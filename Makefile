@@ -21,7 +21,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 
 # serve_config.yaml on a private one-node Ray in Ray's high-throughput serving mode
 # (HAProxy ingress), on 127.0.0.1:8000: `imagetagger serve` (imagetagger/cli/serve.py;
-# its environment: imagetagger/serving_env.py). `--host 0.0.0.0` opens the port.
+# its environment: imagetagger/serving/serving_env.py). `--host 0.0.0.0` opens the port.
 run: $(STAMP)
 	$(BIN)/imagetagger serve --config serve_config.yaml
 
@@ -33,7 +33,10 @@ format: $(TEST_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Installs the Debian packages the browser and hierarchy tests need when they are missing
+# (as root), or says the one command to run (scripts/test_system_packages.sh).
 test: lint
+	scripts/test_system_packages.sh
 	$(BIN)/python -m pytest -q
 
 # The library's tests in about a minute: no Ray, no Serve, no real model (markers in

@@ -47,7 +47,7 @@ def by_id(labels):
 
 @pytest.mark.skipif(
     not (WORDNET / "data.noun").exists(),
-    reason="WordNet 3.0 is not installed (apt-get install wordnet-base; .ci/run does)",
+    reason="WordNet 3.0 is not installed (apt-get install wordnet-base; make test does as root)",
 )
 def test_shipped_files_are_what_the_script_builds() -> None:
     pytest.importorskip("wordfreq")

@@ -1,6 +1,6 @@
 """The /ui page in a real browser (headless Chromium) against the deployed service.
 
-Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) are driven by
+Debian's ``chromium`` and ``chromium-driver`` (``make test`` installs them) are driven by
 Selenium; the tests fail, never skip, when they are missing. Each test writes a
 screenshot of the page as it ended to ``test-results/ui/<test>.png``. The keys-on page
 is served by one more small app, ``imagetagger-ui-keys`` at ``/ui-keys``, which also
@@ -77,7 +77,7 @@ def _browser_binaries() -> tuple[str, str]:
     if chromium is None or driver is None:
         pytest.fail(
             "the browser tests need Debian's chromium and chromium-driver "
-            "(apt-get install -y chromium chromium-driver; .ci/run installs them); "
+            "(apt-get install -y chromium chromium-driver; make test installs them as root); "
             f"found chromium={chromium}, chromedriver={driver}",
             pytrace=False,
         )
