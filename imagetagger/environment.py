@@ -74,3 +74,7 @@ def written_port(environ: Mapping[str, str]) -> int | None:
         return parse_port_number(Path(path).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+# The models' weight files (read by imagetagger.models.specs, in the model's entry).
+B3_WEIGHTS_ENV = "IMAGETAGGER_B3_WEIGHTS"  # a local efficientnet_b3 weights file (.h5)
