@@ -1,10 +1,17 @@
-"""Domain errors a client can cause, and the one table that maps them to HTTP.
+"""Domain errors a client can cause, and the one table that maps them to the contract's HTTP.
 
-Library code raises these; the ingress turns any of them into
-``{"error": {"type": ..., "detail": ...}}`` with the status below. Nothing else
-in the code base decides an error's status, wording or headers: the answer
+Library code raises these; the contract's routes answer any of them as
+``{"error": {"type": ..., "detail": ...}}`` with the status below, and nothing else
+decides that answer's status, wording or headers: the answer
 (:func:`imagetagger.schemas.error_answer`) and its OpenAPI description
 (:func:`imagetagger.schemas.error_responses`) are both read off these classes.
+
+Each other protocol maps the same errors to its own wire status in its codec:
+Rekognition's ``AWS_OF_ERROR`` (:mod:`imagetagger.label_apis.rekognition`) and Cloud
+Vision's ``RPC_OF_ERROR`` (:mod:`imagetagger.label_apis.cloud_vision`) to their own error
+names and statuses; the Hugging Face and Open Inference protocols
+(:mod:`imagetagger.protocols`) keep the status, detail and headers below in their own
+error shape.
 """
 
 from __future__ import annotations

@@ -20,12 +20,17 @@ def _check_cidr(value: str) -> str:
     return value
 
 
+# A network such as ``127.0.0.1/32`` or ``10.1.0.0/16`` (host bits ignored), kept as written:
+# the Downloader's ``allowed_networks`` and ``imagetagger tag --allow-network``.
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
 class DownloaderSettings(BaseModel):
     """``user_config`` of the Downloader deployment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    allowed_networks: list[Annotated[str, AfterValidator(_check_cidr)]] = Field(
+    allowed_networks: list[Cidr] = Field(
         default_factory=list,
         description="CIDRs exempted from the private-address block (e.g. an internal "
         "image store). Empty by default: only public addresses are fetched.",

@@ -29,13 +29,17 @@ from imagetagger.schemas import MinConf, Top
 
 
 def constrained(adapter: TypeAdapter[Any]) -> Any:
-    """An argparse ``type`` that applies the API's own bounds to a query-style value."""
+    """An argparse ``type`` that applies a pydantic type's bounds (the API's own, for a
+    query-style value); a bad value exits 2 with pydantic's message and the value."""
 
     def parse(text: str) -> Any:
         try:
             return adapter.validate_python(text)
         except ValidationError as exc:
-            raise argparse.ArgumentTypeError(exc.errors()[0]["msg"]) from None
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            if repr(text) not in message:
+                message = f"{message}, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
 
     return parse
 

@@ -10,65 +10,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt, TypeAdapter
 
 from imagetagger.bulk.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OBJECT_STORE_BUDGET
 from imagetagger.cli.args import (
     add_labels_option,
     add_model_options,
     add_selection_options,
+    constrained,
     model_options,
     runtime_name,
 )
 from imagetagger.environment import RUNTIME_ENV, env_runtime
-from imagetagger.settings import DownloaderSettings
+from imagetagger.settings import Cidr, DownloaderSettings
 
 FORMATS = ("jsonl", "parquet")
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 _MODEL_LOAD_ERROR = "imagetagger.errors.ModelLoadError"
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def cidr(text: str) -> str:
-    """A network such as ``127.0.0.1/32`` or ``10.1.0.0/16`` (host bits ignored)."""
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid network {text!r}") from None
-    return text
+# The job's sizes, as argparse types with pydantic's bounds (like --top and --minconf).
+positive_int = constrained(TypeAdapter(PositiveInt))
+non_negative_int = constrained(TypeAdapter(NonNegativeInt))
+non_negative_float = constrained(TypeAdapter(NonNegativeFloat))
+cidr = constrained(TypeAdapter(Cidr))
 
 
 def resolve_runtime(cli_runtime: str | None, gpus: float) -> str:

@@ -36,7 +36,7 @@ from imagetagger.hierarchy import DEFAULT_MINCONF, MIN_LABELS, GeneralLabel, hie
 from imagetagger.label_apis.common import decode_base64, display_name, encodable
 
 TARGET = "RekognitionService.DetectLabels"
-CONTENT_TYPE = "application/x-amz-json-1.1"
+CONTENT_TYPE = "application/x-amz-json-1.1"  # of the requests and the answers
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # Image.Bytes, decoded: Rekognition's limit (ImageBlob)
 #: Percent, when MinConfidence is not sent: the general labels' floor, so every route
 #: answers the same labels (Rekognition's own 55 is for its own scores), and at least

@@ -16,15 +16,21 @@ from imagetagger.cli.tag import resolve_runtime
         (["tag", "photos"], "the following arguments are required: --out"),
         (["tag", "--out", "t.jsonl"], "the following arguments are required: SOURCE"),
         (["tag", "p", "--out", "t", "--format", "csv"], "invalid choice: 'csv'"),
-        (["tag", "p", "--out", "t", "--actors", "0"], "must be at least 1, got 0"),
-        (["tag", "p", "--out", "t", "--batch-size", "x"], "invalid integer 'x'"),
-        (["tag", "p", "--out", "t", "--gpus", "-1"], "must be 0 or more, got -1"),
+        (["tag", "p", "--out", "t", "--actors", "0"], "greater than 0, got '0'"),
+        (
+            ["tag", "p", "--out", "t", "--batch-size", "x"],
+            "valid integer, unable to parse string as an integer, got 'x'",
+        ),
+        (["tag", "p", "--out", "t", "--gpus", "-1"], "greater than or equal to 0, got '-1'"),
         (["tag", "p", "--out", "t", "--top", "0"], "greater than or equal to 1"),
         (["tag", "p", "--out", "t", "--minconf", "2"], "less than or equal to 1"),
         (["tag", "p", "--out", "t", "--model", "resnet50"], "unknown model 'resnet50'"),
         (["tag", "p", "--out", "t", "--runtime", "onnx"], "unknown runtime 'onnx'"),
         (["tag", "p", "--out", "t", "--precision", "int4"], "invalid choice: 'int4'"),
-        (["tag", "p", "--out", "t", "--allow-network", "10.1/x"], "invalid network '10.1/x'"),
+        (
+            ["tag", "p", "--out", "t", "--allow-network", "10.1/x"],
+            "'10.1/x' does not appear to be an IPv4 or IPv6 network",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(

@@ -19,7 +19,6 @@ from imagetagger.api.errors import to_domain_error
 from imagetagger.label_apis import rekognition, sigv4
 from imagetagger.routes import REKOGNITION
 
-AWS_JSON = "application/x-amz-json-1.1"
 # Bodies are read up to this, then refused (Rekognition's 5 MB image, as base64).
 MAX_REKOGNITION_BODY_BYTES = 8 * 2**20
 
@@ -39,7 +38,7 @@ def _refuse(exc: Exception) -> JSONResponse:
         error = exc
     else:
         error = rekognition.aws_error(to_domain_error(exc, "DetectLabels"))
-    return JSONResponse(error.body(), error.http_status, error.headers, AWS_JSON)
+    return JSONResponse(error.body(), error.http_status, error.headers, rekognition.CONTENT_TYPE)
 
 
 guard = Guard(identify=_identify, refuse=_refuse)
@@ -62,4 +61,4 @@ async def rekognition_detect_labels(request: Request, core: Core) -> JSONRespons
         return _refuse(core.domain_error(exc))
     label_model = f"imagetagger-{core.model_name}-wordnet3.0"  # the model and the hierarchy
     answer = rekognition.detect_labels_response(probabilities, parsed, label_model)
-    return JSONResponse(answer, media_type=AWS_JSON)
+    return JSONResponse(answer, media_type=rekognition.CONTENT_TYPE)
