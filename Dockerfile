@@ -40,7 +40,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Ray's high-throughput serving mode, for `imagetagger serve` and for the `ray start`
 # KubeRay runs in this image, and the slower idle loops (docs/SERVING.md, *Idle CPU*):
-# the values of imagetagger/serving_env.py (a test checks).
+# the values of imagetagger/serving/serving_env.py (a test checks).
 ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
     RAY_SERVE_ENABLE_HA_PROXY=1 \
     RAY_SERVE_HAPROXY_NBTHREAD=1 \

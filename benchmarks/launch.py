@@ -45,9 +45,9 @@ from benchmarks.procs import (
     stop_process,
 )
 from imagetagger.models.runtimes import RuntimeOptions
-from imagetagger.ports import free_ports
-from imagetagger.serve_config import apply_http, load_serve_config
-from imagetagger.serving_env import isolated_serve_env
+from imagetagger.serving.ports import free_ports
+from imagetagger.serving.serve_config import apply_http, load_serve_config
+from imagetagger.serving.serving_env import isolated_serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_IMPORT_PATH = "deployments.app:build_app"

@@ -46,7 +46,7 @@ from typing import ClassVar, Self
 import numpy as np
 from PIL import Image, ImageOps
 
-from imagetagger.ports import kernel_free_port
+from imagetagger.serving.ports import kernel_free_port
 
 LOOPBACK = "127.0.0.1"
 

@@ -16,7 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from imagetagger.cli.processes import descendants
+from imagetagger.serving.processes import descendants
 
 MARKER = "IMAGETAGGER_BENCH_RUN"  # environment variable that tags every process we start
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -15,21 +15,20 @@ import argparse
 import sys
 import time
 
+import ray
+from ray import serve
+
 POLL_S = 0.5
 DEPLOY_FAILED = "DEPLOY_FAILED"
 RUNNING = "RUNNING"
 
 
 def _connect(address: str) -> None:
-    import ray
-
     ray.init(address=address, namespace="serve", log_to_driver=False, logging_level="ERROR")
 
 
 def wait_running(names: list[str], timeout_s: float) -> int:
     """0 once every application is RUNNING; 1 (and the reason) when one failed or timed out."""
-    from ray import serve
-
     deadline = time.monotonic() + timeout_s
     while True:
         applications = serve.status().applications
@@ -60,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     _connect(args.address)
     if args.command == "wait":
         return wait_running(args.names, args.timeout)
-    from ray import serve
-
     serve.shutdown()
     return 0
 

@@ -7,7 +7,7 @@ callers dial it at the replica's node IP (``RunningReplicaInfo.node_ip`` + ``por
 so binding that address alone loses nothing, on one node (127.0.0.1) or on many.
 
 ``imagetagger serve`` has Ray import this module in every worker process before any
-actor code (``RAY_preload_python_modules``, imagetagger/serving_env.py): importing it
+actor code (``RAY_preload_python_modules``, imagetagger/serving/serving_env.py): importing it
 wraps ``ray._common.tls_utils.add_port_to_grpc_server``, the helper the replica binds
 with (and which ``replica.py`` imports by name, hence before it is imported), so a
 wildcard host becomes the node's IP. Nothing else changes: TLS and Ray's token-auth

@@ -175,7 +175,7 @@ class InvalidRequest(ImageTaggerError):
 
 class RequestTimeout(ImageTaggerError):
     """The request did not arrive in time (slow headers or body): answered by the proxy in
-    front of the app (HAProxy's ``timeout http-request``, :mod:`imagetagger.haproxy`)."""
+    front of the app (HAProxy's ``timeout http-request``, :mod:`imagetagger.serving.haproxy`)."""
 
     status_code = 408
     error_type = "RequestTimeout"

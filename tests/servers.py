@@ -40,7 +40,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Self
 
-from imagetagger.ports import kernel_free_port
+from imagetagger.serving.ports import kernel_free_port
 
 __all__ = [
     "ConnectionCountingServer",

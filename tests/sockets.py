@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagetagger.cli.processes import process_name
+from imagetagger.serving.processes import process_name
 
 TCP_LISTEN = "0A"  # the st column of /proc/net/tcp*: TCP_LISTEN
 

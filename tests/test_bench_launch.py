@@ -17,8 +17,8 @@ from benchmarks.launch import (
     loopback_config,
     private_port,
 )
-from imagetagger.ports import PRIVATE_PORTS
-from imagetagger.serving_env import isolated_serve_env
+from imagetagger.serving.ports import PRIVATE_PORTS
+from imagetagger.serving.serving_env import isolated_serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

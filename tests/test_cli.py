@@ -24,11 +24,12 @@ import skimage.data
 import yaml
 from PIL import Image
 
-from imagetagger import cli, serve_config
-from imagetagger.cli import host_resources, serve
+from imagetagger import cli
+from imagetagger.cli import serve
 from imagetagger.labels import LABELS
-from imagetagger.ports import PRIVATE_PORTS
-from imagetagger.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
+from imagetagger.serving import host_resources, serve_config
+from imagetagger.serving.ports import PRIVATE_PORTS
+from imagetagger.serving.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT_LABELS = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}
@@ -51,22 +52,22 @@ BASE_CONFIG: dict[str, Any] = {
 # --- config overrides (pure functions) ------------------------------------------------
 
 
-def test_apply_port_sets_port_and_keeps_host_and_input() -> None:
+def test_apply_http_port_sets_port_and_keeps_host_and_input() -> None:
     original = json.loads(json.dumps(BASE_CONFIG))
-    result = serve_config.apply_port(BASE_CONFIG, 9123)
+    result = serve_config.apply_http(BASE_CONFIG, port=9123)
     assert result["http_options"] == {"host": "0.0.0.0", "port": 9123}
     assert result["applications"] == BASE_CONFIG["applications"]
     assert original == BASE_CONFIG  # the input is not modified
 
 
-def test_apply_port_none_keeps_the_file_port() -> None:
-    result = serve_config.apply_port(BASE_CONFIG, None)
+def test_apply_http_port_none_keeps_the_file_port() -> None:
+    result = serve_config.apply_http(BASE_CONFIG, port=None)
     assert result == BASE_CONFIG
     assert result is not BASE_CONFIG
 
 
-def test_apply_port_creates_http_options_when_missing() -> None:
-    assert serve_config.apply_port({"applications": []}, 8080) == {
+def test_apply_http_creates_http_options_when_missing() -> None:
+    assert serve_config.apply_http({"applications": []}, port=8080) == {
         "applications": [],
         "http_options": {"port": 8080},
     }
@@ -264,7 +265,8 @@ while True:
 # `imagetagger serve` with the stand-ins in place of Ray's tools.
 SERVE_WITH_FAKES = """\
 import sys
-from imagetagger.cli import local_ray, main
+from imagetagger.cli import main
+from imagetagger.serving import local_ray
 bin_dir = sys.argv[1]
 local_ray.default_tools = lambda: local_ray.Tools(
     ray=[bin_dir + "/ray"], serve=[bin_dir + "/serve"], control=[bin_dir + "/control"]

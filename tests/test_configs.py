@@ -414,7 +414,7 @@ def test_check_mode_reports_a_stale_manifest(tmp_path: Path) -> None:
 
 
 def test_every_ray_container_runs_in_the_serving_mode() -> None:
-    from imagetagger.serving_env import SERVING_ENV
+    from imagetagger.serving.serving_env import SERVING_ENV
 
     cluster = _manifest()["spec"]["rayClusterConfig"]
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]

@@ -214,7 +214,7 @@ def test_the_lean_image_has_no_tensorflow() -> None:
 
 
 def test_environment_is_the_serving_mode() -> None:
-    from imagetagger.serving_env import SERVING_ENV
+    from imagetagger.serving.serving_env import SERVING_ENV
 
     env = _env()
     assert {key: env.get(key) for key in SERVING_ENV} == SERVING_ENV

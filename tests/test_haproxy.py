@@ -1,4 +1,4 @@
-"""imagetagger.haproxy: Ray's HAProxy config amended, checked on the real HAProxy binary.
+"""imagetagger.serving.haproxy: Ray's HAProxy config amended, checked on the real HAProxy binary.
 
 The config is one Ray Serve 2.60 wrote for ``imagetagger serve`` (tests/data/haproxy/,
 paths and ports made placeholders). The amended config is run by Ray's own HAProxy
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagetagger import haproxy
-from imagetagger.serving_env import real_haproxy_binary
+from imagetagger.serving import haproxy
+from imagetagger.serving.serving_env import real_haproxy_binary
 from tests import servers
 
 SAMPLE = Path(__file__).parent / "data" / "haproxy" / "ray-2.60.cfg"
@@ -97,7 +97,7 @@ def test_errorfiles_are_contract_json_with_retry_after_on_503(tmp_path: Path) ->
 def test_wrapper_script_runs_this_module(tmp_path: Path) -> None:
     assert haproxy.wrapper_script("/x/python").splitlines() == [
         "#!/bin/sh",
-        'exec "/x/python" -m imagetagger.haproxy "$@"',
+        'exec "/x/python" -m imagetagger.serving.haproxy "$@"',
     ]
     assert haproxy.config_path(["-db", "-f", "/a/haproxy.cfg", "-sf", "12"]) == Path(
         "/a/haproxy.cfg"
@@ -107,11 +107,11 @@ def test_wrapper_script_runs_this_module(tmp_path: Path) -> None:
 
 @contextlib.contextmanager
 def running_haproxy(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Ray's HAProxy on ``config``, through :func:`imagetagger.haproxy.main` as the
+    """Ray's HAProxy on ``config``, through :func:`imagetagger.serving.haproxy.main` as the
     wrapper script runs it, until it accepts connections."""
     env = {**os.environ, haproxy.BINARY_ENV: real_haproxy_binary(os.environ)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "imagetagger.haproxy", "-db", "-f", str(config)],
+        [sys.executable, "-m", "imagetagger.serving.haproxy", "-db", "-f", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -70,7 +70,7 @@ def test_ray_replica_still_binds_through_the_patched_helper() -> None:
 
 
 def test_the_serving_env_preloads_it() -> None:
-    from imagetagger.serving_env import LOCAL_SERVING_ENV
+    from imagetagger.serving.serving_env import LOCAL_SERVING_ENV
 
     assert LOCAL_SERVING_ENV["RAY_preload_python_modules"] == "deployments.node_ip_bind"
     assert importlib.util.find_spec("deployments.node_ip_bind") is not None

@@ -1,9 +1,9 @@
 """``imagetagger serve``: the container's entry point, and what ``make run`` runs.
 
 It applies the port, model and runtime overrides to a Serve config
-(:mod:`imagetagger.serve_config`) and serves it in the foreground on a private one-node
-Ray (:mod:`imagetagger.cli.local_ray`), in Ray's high-throughput serving environment
-(:mod:`imagetagger.serving_env`), turning Ctrl-C and the SIGTERM of ``docker stop`` or
+(:mod:`imagetagger.serving.serve_config`) and serves it in the foreground on a private one-node
+Ray (:mod:`imagetagger.serving.local_ray`), in Ray's high-throughput serving environment
+(:mod:`imagetagger.serving.serving_env`), turning Ctrl-C and the SIGTERM of ``docker stop`` or
 Kubernetes into Serve's graceful shutdown.
 """
 
@@ -24,9 +24,6 @@ from typing import Any
 import yaml
 
 from imagetagger.cli.args import add_model_options, parse_port
-from imagetagger.cli.local_ray import default_tools
-from imagetagger.cli.processes import become_subreaper
-from imagetagger.cli.serve_loop import serve_forever
 from imagetagger.environment import (
     DEFAULT_HTTP_PORT,
     HOST_ENV,
@@ -37,13 +34,16 @@ from imagetagger.environment import (
     env_runtime,
     write_port_file,
 )
-from imagetagger.serve_config import (
+from imagetagger.serving.local_ray import default_tools
+from imagetagger.serving.processes import become_subreaper
+from imagetagger.serving.serve_config import (
     apply_allowed_networks,
     apply_app_args,
     apply_http,
     load_serve_config,
 )
-from imagetagger.serving_env import (
+from imagetagger.serving.serve_loop import serve_forever
+from imagetagger.serving.serving_env import (
     LOOPBACK_HOST,
     haproxy_enabled,
     haproxy_wrapper_env,

@@ -33,7 +33,7 @@ from typing import Any
 import requests
 import yaml
 
-from imagetagger.serving_env import isolated_serve_env, serving_environment
+from imagetagger.serving.serving_env import isolated_serve_env, serving_environment
 from tests import servers
 
 # Before Ray is imported: Ray reads these at import and in the processes it starts.

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagetagger.serving_env import isolated_serve_env, serving_environment
+from imagetagger.serving.serving_env import isolated_serve_env, serving_environment
 from tests import servers
 from tests.service.helpers import (
     IMAGE_HOST,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imagetagger.serve_config import apply_allowed_networks, apply_http, load_serve_config
+from imagetagger.serving.serve_config import apply_allowed_networks, apply_http, load_serve_config
 from tests import images, servers
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagetagger.cli.processes import descendants
+from imagetagger.serving.processes import descendants
 from tests import servers
 from tests.service.helpers import ROOT
 from tests.sockets import (

@@ -8,7 +8,7 @@ at a concurrency of ~8). 512 closed-loop clients, each asking for a new URL (not
 the response cache can answer) the moment its last answer came, for 20 s.
 
 What sheds the load: HAProxy sends each ingress replica at most 300 requests at once
-(``maxconn``, :mod:`imagetagger.haproxy`) and answers one that waited 1 s in its queue
+(``maxconn``, :mod:`imagetagger.serving.haproxy`) and answers one that waited 1 s in its queue
 with the JSON 503; behind it, the ingress's admission (``_admit``): one replica works on at most
 ``user_config.max_in_flight`` (256) images; a request beyond that gets, at once, the
 JSON 503 ``Overloaded`` with ``Retry-After: 1``. Serve's queue is kept out of it:
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from imagetagger.haproxy import QUEUE_TIMEOUT_S
+from imagetagger.serving.haproxy import QUEUE_TIMEOUT_S
 from tests import servers
 from tests.polling import wait_until
 from tests.service.helpers import IMAGE_HOST, test_serve_config

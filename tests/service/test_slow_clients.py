@@ -1,7 +1,7 @@
 """Slow clients cannot starve fast ones: ``imagetagger serve`` behind its own HAProxy.
 
 The protection lives in HAProxy as ``imagetagger serve`` amends Ray's config
-(:mod:`imagetagger.haproxy`), which the session's cluster does not run, so this test
+(:mod:`imagetagger.serving.haproxy`), which the session's cluster does not run, so this test
 starts an instance of its own (as ``make run`` does; see test_listening_sockets.py).
 
 Against it: 200 connections that send a request's headers one byte a second, and 50
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from imagetagger.haproxy import DEFAULT_HTTP_REQUEST_TIMEOUT_S
+from imagetagger.serving.haproxy import DEFAULT_HTTP_REQUEST_TIMEOUT_S
 from tests import servers
 from tests.service.helpers import IMAGE_HOST
 from tests.service.loadgen import (

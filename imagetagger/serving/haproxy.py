@@ -68,7 +68,6 @@ SERVER_MAXCONN_ENV = "IMAGETAGGER_HAPROXY_SERVER_MAXCONN"
 # clients on 2 cores a request waited ~10 s before the app could even refuse it.
 DEFAULT_SERVER_MAXCONN = 300
 QUEUE_TIMEOUT_S = 1
-RETRY_AFTER_S = 1
 LOOPBACK = "127.0.0.1"
 
 NOT_READY_DETAIL = "The service is starting, stopping or has no ready replica; retry later."
@@ -177,7 +176,7 @@ def amend(
     """
     if MARK in text:
         return text
-    out: list[str] = [f"{MARK} amended by imagetagger.haproxy (docs/SECURITY.md)"]
+    out: list[str] = [f"{MARK} amended by imagetagger.serving.haproxy (docs/SECURITY.md)"]
     for section in _sections(text):
         head = section[0].split()
         kind, name = head[0], (head[1] if len(head) > 1 else "")
@@ -270,7 +269,7 @@ def amend_file(path: Path, environ: Mapping[str, str]) -> None:
 
 def wrapper_script(python: str) -> str:
     """The executable ``RAY_SERVE_HAPROXY_BINARY_PATH`` names: this module's :func:`main`."""
-    return f'#!/bin/sh\nexec "{python}" -m imagetagger.haproxy "$@"\n'
+    return f'#!/bin/sh\nexec "{python}" -m imagetagger.serving.haproxy "$@"\n'
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
@@ -279,7 +278,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     binary = env.get(BINARY_ENV)
     if not binary:
-        raise SystemExit(f"imagetagger.haproxy: ${BINARY_ENV} (the real HAProxy) is not set")
+        raise SystemExit(
+            f"imagetagger.serving.haproxy: ${BINARY_ENV} (the real HAProxy) is not set"
+        )
     path = config_path(args)
     if path is not None and path.is_file():
         amend_file(path, env)

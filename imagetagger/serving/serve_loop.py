@@ -1,6 +1,6 @@
 """``imagetagger serve``'s life: start Ray, deploy, serve until a signal, stop gracefully.
 
-The Ray instance itself is :class:`imagetagger.cli.local_ray.LocalRay`; this is the
+The Ray instance itself is :class:`imagetagger.serving.local_ray.LocalRay`; this is the
 loop around it, and what the signals mean: the first drains, a second one hurries.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from imagetagger.cli.local_ray import LocalRay, ServeFailed
-from imagetagger.cli.serve_logs import ServeLogTail
+from imagetagger.serving.local_ray import LocalRay, ServeFailed
+from imagetagger.serving.serve_logs import ServeLogTail
 
 # How often the idle loop checks that Ray's daemons live (a scan of /proc): Ray dying
 # is reported within this; a signal still ends the wait at once.

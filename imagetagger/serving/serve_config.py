@@ -44,11 +44,6 @@ def apply_http(
     return result
 
 
-def apply_port(config: ServeConfig, port: int | None) -> ServeConfig:
-    """A copy of the Serve config with ``http_options.port`` set (None: unchanged)."""
-    return apply_http(config, port=port)
-
-
 def apply_model(config: ServeConfig, model: str | None) -> ServeConfig:
     """A copy of the Serve config whose imagetagger applications serve ``model``.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagetagger.ports import free_port_block, free_ports
+from imagetagger.serving.ports import free_port_block, free_ports
 
 SERVING_ENV: dict[str, str] = {
     # Serve's high-throughput mode: user code and handle routing on the replica's own
@@ -181,10 +181,10 @@ def real_haproxy_binary(environ: Mapping[str, str]) -> str:
 def haproxy_wrapper_env(
     directory: str, public_host: str, environ: Mapping[str, str], python: str
 ) -> dict[str, str]:
-    """Run HAProxy through :mod:`imagetagger.haproxy` (its stats, exporter and error
+    """Run HAProxy through :mod:`imagetagger.serving.haproxy` (its stats, exporter and error
     answers amended, the service port on ``public_host``), from a script in ``directory``.
     """
-    from imagetagger.haproxy import BINARY_ENV, BIND_ENV, wrapper_script
+    from imagetagger.serving.haproxy import BINARY_ENV, BIND_ENV, wrapper_script
 
     real = real_haproxy_binary(environ)
     script = Path(directory) / HAPROXY_WRAPPER

@@ -10,12 +10,12 @@ never imports Ray) adopts the daemons as a Linux child subreaper, prints Serve's
 lines, and on SIGINT/SIGTERM shuts Serve down gracefully (the proxies and replicas
 drain) before it ends the daemons it adopted, and only those.
 
-Ray's own ports stay on loopback because the environment (imagetagger/serving_env.py,
+Ray's own ports stay on loopback because the environment (imagetagger/serving/serving_env.py,
 ``LOCAL_SERVING_ENV``) puts Ray in its single-node mode, where the node IP stays
 127.0.0.1: ``--node-ip-address 127.0.0.1`` alone is replaced by the host's address and
 every Ray server then listens on all interfaces. Serve's replica-to-replica gRPC and
 HAProxy's stats and exporter need more (deployments/node_ip_bind.py,
-imagetagger/haproxy.py); the service port is the only one that may open to the network,
+imagetagger/serving/haproxy.py); the service port is the only one that may open to the network,
 where ``imagetagger serve --host`` asks (docs/SECURITY.md, *Ports*). The cluster uses
 Ray's token authentication (``RAY_AUTH_MODE=token``; a token is made once if there is none).
 """
@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from imagetagger.cli.host_resources import (
+from imagetagger.serving.host_resources import (
     auth_token,
     memory_limit_bytes,
     object_store_bytes,
     shm_free_bytes,
 )
-from imagetagger.cli.processes import descendants, process_name, reap
-from imagetagger.ports import port_or_free
+from imagetagger.serving.ports import port_or_free
+from imagetagger.serving.processes import descendants, process_name, reap
 
 DEFAULT_GCS_PORT = 6379
 DEFAULT_DASHBOARD_PORT = 8265
