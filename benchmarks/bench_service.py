@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.idle import measure_idle
+from benchmarks.latest import write_latest
 from benchmarks.launch import (
     ROOT,
     RunningServer,
@@ -439,6 +440,8 @@ def main(argv: list[str] | None = None) -> None:
                     outputs.append(write_report(report, RESULTS_DIR))
     for path in outputs:
         print(f"wrote {path.relative_to(ROOT)} (and .json, .png)")
+    if outputs:  # the newest full run's headline ratios, which README and docs link to
+        print(f"wrote {write_latest(RESULTS_DIR).relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
