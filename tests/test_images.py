@@ -20,6 +20,7 @@ from imagetagger.errors import ImageTooLarge, InvalidImage
 from imagetagger.images import (
     ALLOWED_FORMATS,
     center_crop_resize,
+    crop_side,
     decode_image,
     prepare_image,
 )
@@ -425,6 +426,15 @@ def test_center_crop_resize_shape_and_layout(size: int, shape: tuple[int, int]) 
     assert (out == 77).all()
 
 
+def test_crop_side_is_the_evaluation_crop() -> None:
+    assert crop_side(451, 300, 224, 32) == 224 * 300 // 256 == 262
+    assert crop_side(300, 451, 224, 32) == 262 and crop_side(256, 256, 100, 0) == 256
+    assert crop_side(1, 1, 224, 32) == 1
+    for bad in ((0, 10, 224, 32), (10, 10, 0, 32), (10, 10, 224, -1)):
+        with pytest.raises(ValueError):
+            crop_side(*bad)
+
+
 @pytest.mark.parametrize(("width", "height"), [(300, 200), (200, 300), (451, 300), (256, 256)])
 @pytest.mark.parametrize(("size", "padding"), [(100, 0), (224, 32), (260, 32)])
 def test_center_crop_takes_the_central_square(
@@ -432,7 +442,7 @@ def test_center_crop_takes_the_central_square(
 ) -> None:
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-    side = int(size / (size + padding) * min(width, height))
+    side = crop_side(width, height, size, padding)
     left, top = (width - side + 1) // 2, (height - side + 1) // 2
     expected = np.asarray(
         image.crop((left, top, left + side, top + side)).resize(

@@ -1,5 +1,5 @@
-"""The model layer: registry, EfficientNet-Lite graph and weights, cache, B3 sources, the
-TensorFlow runtime.
+"""The model layer: EfficientNet-Lite graph and weights, cache, B3 sources, the TensorFlow
+runtime (the registry's structure: test_registry.py, without TensorFlow).
 
 Predictions use real photos from scikit-image and the real ImageNet weights; the
 loaded Lite models come from session fixtures in conftest.py.
@@ -7,6 +7,7 @@ loaded Lite models come from session fixtures in conftest.py.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -23,33 +24,25 @@ import skimage.data
 from PIL import Image
 
 from imagetagger.errors import ModelLoadError
+from imagetagger.images import center_crop_resize
 from imagetagger.labels import LABELS
-from imagetagger.models import MODEL_SPECS, get_spec, tensorflow_runtime, weight_cache
-from imagetagger.models.efficientnet_lite import (
-    LITE_VARIANTS,
-    assign_torch_weights,
-    block_args,
-    build_efficientnet_lite,
-    round_filters,
-)
-from imagetagger.models.keras_apps import IMAGENET_URL, WEIGHTS_ENV, build_efficientnet_b3
+from imagetagger.models import get_spec, keras_apps, lite_loader, weight_cache
+from imagetagger.models.efficientnet_lite import assign_torch_weights, block_args, round_filters
+from imagetagger.models.sources import package_weights_file
 from imagetagger.models.tensorflow_runtime import TensorFlowClassifier, load_tensorflow_classifier
 from imagetagger.models.torch_legacy import read_state_dict
 from tests import cache_damage
 
 pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
 LITE_FIXTURES = {"efficientnet_lite0": "lite0_classifier", "efficientnet_lite2": "lite2_classifier"}
+B3 = get_spec("efficientnet_b3")
+assert B3.weights_env is not None and B3.keras_download is not None
+WEIGHTS_ENV, IMAGENET_URL = B3.weights_env, B3.keras_download.url
 
 
 def center_crop(image: np.ndarray, size: int, padding: int = 32) -> np.ndarray:
-    """The evaluation crop, done here so these tests do not depend on imagetagger.images."""
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    height, width = image.shape[:2]
-    side = int(size / (size + padding) * min(height, width))
-    top, left = (height - side) // 2, (width - side) // 2
-    square = Image.fromarray(image[top : top + side, left : left + side])
-    return np.asarray(square.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+    """The evaluation crop, as the decoder makes it (imagetagger.images)."""
+    return center_crop_resize(Image.fromarray(image), size, padding)
 
 
 PHOTOS = {
@@ -73,36 +66,6 @@ def lite_classifier(request: pytest.FixtureRequest) -> TensorFlowClassifier:
     return request.getfixturevalue(LITE_FIXTURES[request.param])
 
 
-# --- registry ---
-
-
-def test_registry_names_and_input_sizes() -> None:
-    sizes = {name: spec.input_size for name, spec in MODEL_SPECS.items()}
-    assert sizes == {
-        "efficientnet_lite0": 224,
-        "efficientnet_lite1": 240,
-        "efficientnet_lite2": 260,
-        "efficientnet_b3": 300,
-    }
-    assert all(spec.crop_padding == 32 for spec in MODEL_SPECS.values())
-    assert get_spec("efficientnet_lite2") is MODEL_SPECS["efficientnet_lite2"]
-
-
-def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="unknown model 'resnet50'") as info:
-        get_spec("resnet50")
-    for name in MODEL_SPECS:
-        assert name in str(info.value)
-
-
-def test_crop_side() -> None:
-    spec = get_spec("efficientnet_lite0")
-    assert spec.crop_side(451, 300) == int(224 / 256 * 300) == 262
-    assert spec.crop_side(1, 1) == 1
-    with pytest.raises(ValueError):
-        spec.crop_side(0, 10)
-
-
 def _run_python(code: str, **env: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -116,18 +79,6 @@ def _run_python(code: str, **env: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def test_specs_import_is_light_and_backend_defaults_to_tensorflow() -> None:
-    code = (
-        "import os, sys; os.environ.pop('KERAS_BACKEND', None)\n"
-        "import imagetagger.models.specs\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules]\n"
-        "print(heavy, os.environ['KERAS_BACKEND'])"
-    )
-    assert _run_python(code) == "[] tensorflow"
-    assert _run_python(code.replace("os.environ.pop('KERAS_BACKEND', None)", "pass"),
-                       KERAS_BACKEND="jax") == "[] jax"  # fmt: skip
-
-
 # --- architecture ---
 
 
@@ -136,11 +87,10 @@ def test_parameter_counts(
 ) -> None:
     assert lite0_classifier.model.count_params() == 4_694_024
     assert lite2_classifier.model.count_params() == 6_150_168
-    assert build_efficientnet_lite("efficientnet_lite1").count_params() == 5_470_344
+    assert lite_loader.build(get_spec("efficientnet_lite1")).count_params() == 5_470_344
 
 
 def test_lite_layouts() -> None:
-    assert LITE_VARIANTS["efficientnet_lite2"] == (1.1, 1.2, 260)
     lite0 = block_args(1.0, 1.0)
     lite2 = block_args(1.1, 1.2)
     assert len(lite0) == 16 and len(lite2) == 21 and len(block_args(1.0, 1.1)) == 21
@@ -161,8 +111,8 @@ def test_graph_uses_only_keras_layers(lite0_classifier: TensorFlowClassifier) ->
 
 
 def test_assign_rejects_a_state_dict_that_does_not_fit() -> None:
-    model = build_efficientnet_lite("efficientnet_lite0")
-    state = read_state_dict(tensorflow_runtime.package_weights_file(get_spec("efficientnet_lite0")))
+    model = lite_loader.build(get_spec("efficientnet_lite0"))
+    state = read_state_dict(package_weights_file(get_spec("efficientnet_lite0")))
 
     with pytest.raises(ValueError, match=r"lacks weights for layers: \['logits'\]"):
         assign_torch_weights(model, {k: v for k, v in state.items() if not k.startswith("_fc.")})
@@ -281,7 +231,7 @@ def conversions(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         calls.append(Path(source))
         return read_state_dict(source)
 
-    monkeypatch.setattr(tensorflow_runtime, "read_state_dict", spy)
+    monkeypatch.setattr(lite_loader, "read_state_dict", spy)
     return calls
 
 
@@ -341,7 +291,7 @@ def test_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_unwritable_cache_still_loads(tmp_path: Path, caplog) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    with caplog.at_level(logging.WARNING, logger="imagetagger.models.tensorflow_runtime"):
+    with caplog.at_level(logging.WARNING, logger="imagetagger.models.lite_loader"):
         classifier = load_tensorflow_classifier("efficientnet_lite0", cache_dir=not_a_dir)
     assert "Could not cache efficientnet_lite0 weights" in caplog.text
     assert top_labels(classifier.predict_proba(photo_batch(224))[1], 1) == ["espresso"]
@@ -378,7 +328,7 @@ def test_unusable_lite_weights_file(tmp_path: Path, kind: str) -> None:
         source = tmp_path / "exploit.pth"
         source.write_bytes(pickle.dumps(_Exploit(tmp_path / "pwned"), protocol=2))
     else:  # real weights, but of lite2: shapes do not fit lite0
-        source = tensorflow_runtime.package_weights_file(get_spec("efficientnet_lite2"))
+        source = package_weights_file(get_spec("efficientnet_lite2"))
     cache = tmp_path / "cache"
 
     with pytest.raises(ModelLoadError) as info:
@@ -391,16 +341,11 @@ def test_unusable_lite_weights_file(tmp_path: Path, kind: str) -> None:
 
 
 def test_missing_weight_package_names_it() -> None:
-    spec = get_spec("efficientnet_lite0")
-    fake = type(spec)(
-        name="efficientnet_lite0",
-        input_size=224,
-        architecture="efficientnet_lite",
-        weight_source="test",
-        weights_package="no_such_weights_pkg",
+    fake = dataclasses.replace(
+        get_spec("efficientnet_lite0"), weights_package="no_such_weights_pkg"
     )
     with pytest.raises(ModelLoadError, match="'no-such-weights-pkg' is not installed"):
-        tensorflow_runtime.package_weights_file(fake)
+        package_weights_file(fake)
 
 
 # --- EfficientNetB3 ---
@@ -457,7 +402,7 @@ def test_b3_loads_local_weights_from_argument_or_environment(
     tmp_path: Path, offline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keras.utils.set_random_seed(7)
-    reference = build_efficientnet_b3()
+    reference = keras_apps.build(B3)
     kernel, bias = reference.get_layer("predictions").get_weights()
     bias[123] = 10.0  # a mark that only these weights carry
     reference.get_layer("predictions").set_weights([kernel, bias])

@@ -76,7 +76,7 @@ def _float_storage(n: int) -> np.ndarray:
 
 
 def _package_pth(name: str) -> Path:
-    from imagetagger.models.tensorflow_runtime import package_weights_file
+    from imagetagger.models.sources import package_weights_file
 
     return package_weights_file(get_spec(name))
 

@@ -44,13 +44,6 @@ B0_STAGES: tuple[StageArgs, ...] = (
     StageArgs(1, 3, 1, 6, 192, 320),
 )
 
-# name -> (width multiplier, depth multiplier, input size)
-LITE_VARIANTS: dict[str, tuple[float, float, int]] = {
-    "efficientnet_lite0": (1.0, 1.0, 224),
-    "efficientnet_lite1": (1.0, 1.1, 240),
-    "efficientnet_lite2": (1.1, 1.2, 260),
-}
-
 
 @dataclass(frozen=True)
 class BlockArgs:
@@ -139,16 +132,15 @@ def _mbconv(x, args: BlockArgs, name: str, dtype):
     return x
 
 
-def build_efficientnet_lite(name: str, dtype: str | None = None) -> keras.Model:
-    """Build the untrained Keras model of a Lite variant (``efficientnet_lite0`` .. ``2``).
+def build_efficientnet_lite(
+    name: str, size: int, width: float, depth: float, dtype: str | None = None
+) -> keras.Model:
+    """Build the untrained Keras model of a Lite variant: its input ``size`` and its
+    ``width`` and ``depth`` multipliers (the registry's entry holds them).
 
     ``dtype`` is a Keras dtype policy name such as ``"mixed_float16"``; the softmax
     output stays float32 either way.
     """
-    try:
-        width, depth, size = LITE_VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"unknown EfficientNet-Lite variant {name!r}") from None
     inputs = keras.Input(shape=(size, size, 3), dtype="float32", name="image")
     x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize", dtype=dtype)(
         inputs

