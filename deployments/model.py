@@ -2,11 +2,12 @@
 
 The ingress sends the images of its concurrent requests in one call
 (:meth:`ModelDeployment.infer_many`) and gets their probabilities back, with the
-model's identity (the response cache's key). With ``max_batch_size`` 1 (the LiteRT
-default on CPU) each image runs straight away on a worker thread with its own
-interpreter. With a larger ``max_batch_size`` (TensorFlow, GPUs) ``@serve.batch``
-gathers the images of all calls into batches of up to that size (or whatever arrived
-within ``batch_wait_timeout_s``). Either way inference runs off the event loop.
+model's identity (the response cache's key). With ``max_batch_size`` 1 (what
+``serve_config.yaml`` sets for LiteRT on CPU) each image runs straight away on a worker
+thread with its own interpreter. With a larger ``max_batch_size`` (the setting's default,
+16; TensorFlow, GPUs) ``@serve.batch`` gathers the images of all calls into batches of up
+to that size (or whatever arrived within ``batch_wait_timeout_s``). Either way
+inference runs off the event loop.
 
 With tracing on, the ingress passes each image's trace context; each image gets a
 ``ModelDeployment.infer`` span in its own request's trace (group size, its index, its
