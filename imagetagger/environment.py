@@ -1,8 +1,13 @@
-"""The environment variables the ``imagetagger`` commands read, and how each is read.
+"""The environment variables of this project: every name its code reads or sets, and how
+the commands' ones are read.
 
 One place for their names and parsing: ``imagetagger serve`` (the container's entry
 point), the container's health check and ``imagetagger tag`` resolve them here, so a
-value means the same thing to each. Standard library only: the health check imports it.
+value means the same thing to each. Standard library only: the health check and HAProxy's
+wrapper import it. Other projects' variables stay with the code that sets them: Ray's and
+Serve's (``RAY_*``, ``imagetagger/serving/serving_env.py``, ``host_resources.py``),
+OpenTelemetry's (``OTEL_*``, ``imagetagger/tracing.py``), Keras's and TensorFlow's
+(``KERAS_BACKEND``, ``TF_CPP_MIN_LOG_LEVEL``, ``imagetagger/tfconfig.py``).
 """
 
 from __future__ import annotations
@@ -78,3 +83,15 @@ def written_port(environ: Mapping[str, str]) -> int | None:
 
 # The models' weight files (read by imagetagger.models.specs, in the model's entry).
 B3_WEIGHTS_ENV = "IMAGETAGGER_B3_WEIGHTS"  # a local efficientnet_b3 weights file (.h5)
+CACHE_DIR_ENV = "IMAGETAGGER_CACHE_DIR"  # where weights are cached (default ~/.cache/...)
+
+# API keys (imagetagger.api.auth): SHA-256 hashes, inline or in a file (docs/SECURITY.md).
+API_KEY_HASHES_ENV = "IMAGETAGGER_API_KEY_HASHES"
+API_KEY_HASHES_FILE_ENV = "IMAGETAGGER_API_KEY_HASHES_FILE"
+
+# HAProxy as imagetagger serve runs it (imagetagger.serving.haproxy, which reads them).
+HAPROXY_BINARY_ENV = "IMAGETAGGER_HAPROXY_BINARY"  # the real HAProxy
+HAPROXY_BIND_ENV = "IMAGETAGGER_HAPROXY_BIND"  # host the service port binds (default: Ray's)
+HAPROXY_HTTP_REQUEST_TIMEOUT_ENV = "IMAGETAGGER_HAPROXY_HTTP_REQUEST_TIMEOUT_S"
+HAPROXY_CLIENT_TIMEOUT_ENV = "IMAGETAGGER_HAPROXY_CLIENT_TIMEOUT_S"
+HAPROXY_SERVER_MAXCONN_ENV = "IMAGETAGGER_HAPROXY_SERVER_MAXCONN"

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from imagetagger.limits import MAX_IN_FLIGHT
+
 DEFAULT_CACHE_BYTES = 16 * 2**20  # the response cache: ~4,000 answers of 1000 float32
 
 
@@ -72,7 +74,7 @@ class IngressSettings(BaseModel):
 
     max_upload_bytes: int = Field(default=20 * 2**20, gt=0, description="Largest upload.")
     max_in_flight: int = Field(
-        default=256,
+        default=MAX_IN_FLIGHT,
         gt=0,
         description="Requests one ingress replica works on at once; more get 503 Overloaded.",
     )

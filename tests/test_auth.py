@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from imagetagger.api.auth import (
-    HASHES_ENV,
-    HASHES_FILE_ENV,
     INVALID_KEY,
     MISSING_KEY,
     ApiKeys,
     hash_key,
 )
+from imagetagger.environment import API_KEY_HASHES_ENV as HASHES_ENV
+from imagetagger.environment import API_KEY_HASHES_FILE_ENV as HASHES_FILE_ENV
 from imagetagger.errors import Unauthorized
 
 KEY = "tk_live_0123456789abcdef"

@@ -23,10 +23,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from imagetagger.environment import API_KEY_HASHES_ENV, API_KEY_HASHES_FILE_ENV
 from imagetagger.errors import INVALID_KEY, MISSING_KEY, Unauthorized
 
-HASHES_ENV = "IMAGETAGGER_API_KEY_HASHES"
-HASHES_FILE_ENV = "IMAGETAGGER_API_KEY_HASHES_FILE"
 # Longer is not a key anyone was given; refuse it before hashing.
 MAX_KEY_LENGTH = 256
 
@@ -73,8 +72,8 @@ class ApiKeys:
         than serving without keys.
         """
         env = os.environ if environ is None else environ
-        entries = env.get(HASHES_ENV, "").replace(",", " ").split()
-        path = env.get(HASHES_FILE_ENV, "").strip()
+        entries = env.get(API_KEY_HASHES_ENV, "").replace(",", " ").split()
+        path = env.get(API_KEY_HASHES_FILE_ENV, "").strip()
         if path:
             entries += _read_hashes_file(Path(path))
         return cls(entries) if entries else None
@@ -124,12 +123,14 @@ def _read_hashes_file(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {HASHES_FILE_ENV}={path}: {type(exc).__name__}") from None
+        raise ValueError(
+            f"cannot read {API_KEY_HASHES_FILE_ENV}={path}: {type(exc).__name__}"
+        ) from None
     entries = []
     for line in text.splitlines():
         fields = line.split("#", 1)[0].split()
         if fields:
             entries.append(fields[0])  # `sha256sum` output: the hash, then a name
     if not entries:
-        raise ValueError(f"{HASHES_FILE_ENV}={path} holds no API key hashes")
+        raise ValueError(f"{API_KEY_HASHES_FILE_ENV}={path} holds no API key hashes")
     return entries

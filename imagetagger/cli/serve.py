@@ -40,6 +40,7 @@ from imagetagger.serving.serve_config import (
     apply_allowed_networks,
     apply_app_args,
     apply_http,
+    ingress_maxconn,
     load_serve_config,
 )
 from imagetagger.serving.serve_loop import serve_forever
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         serving_port = http_port(effective)
         env = {**isolated_serve_env(haproxy_dir, serving_port), **serving}
         if haproxy_enabled(serving):
-            env.update(haproxy_wrapper_env(haproxy_dir, host, serving, sys.executable))
+            maxconn = ingress_maxconn(effective)  # between its max_in_flight and Serve's limit
+            env.update(haproxy_wrapper_env(haproxy_dir, host, serving, sys.executable, maxconn))
         write_port_file(env, serving_port)
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(effective, sort_keys=False))

@@ -44,29 +44,31 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from imagetagger.environment import HAPROXY_BINARY_ENV as BINARY_ENV
+from imagetagger.environment import HAPROXY_BIND_ENV as BIND_ENV
+from imagetagger.environment import HAPROXY_CLIENT_TIMEOUT_ENV as CLIENT_TIMEOUT_ENV
+from imagetagger.environment import HAPROXY_HTTP_REQUEST_TIMEOUT_ENV as HTTP_REQUEST_TIMEOUT_ENV
+from imagetagger.environment import HAPROXY_SERVER_MAXCONN_ENV as SERVER_MAXCONN_ENV
 from imagetagger.errors import Overloaded, RequestTimeout
+from imagetagger.limits import HAPROXY_MAXCONN
 
-BINARY_ENV = "IMAGETAGGER_HAPROXY_BINARY"  # the real HAProxy
-BIND_ENV = "IMAGETAGGER_HAPROXY_BIND"  # host the service port binds (default: Ray's)
-HTTP_REQUEST_TIMEOUT_ENV = "IMAGETAGGER_HAPROXY_HTTP_REQUEST_TIMEOUT_S"
 # A client has this long to send its request headers and the first buffer of its body
 # (tune.bufsize, 16 KB; all of a smaller body): slowloris and slow uploads get a 408.
 DEFAULT_HTTP_REQUEST_TIMEOUT_S = 10
-CLIENT_TIMEOUT_ENV = "IMAGETAGGER_HAPROXY_CLIENT_TIMEOUT_S"
 # The longest a client may stay silent while it is expected to send (the rest of a body)
 # or read (the answer). Not a deadline for the processing: HAProxy does not apply it
 # while the client waits for the server (tests/test_haproxy.py), so it needs no room for
 # the ingress's request_timeout_s.
 DEFAULT_CLIENT_TIMEOUT_S = 30
-SERVER_MAXCONN_ENV = "IMAGETAGGER_HAPROXY_SERVER_MAXCONN"
 # Requests HAProxy has at one ingress replica at once: above the ingress's max_in_flight
 # (256: the app answers its own JSON 503 past it) and below Serve's max_ongoing_requests
-# (320, serve_config.yaml), so Serve's own queue never fills. A request beyond it waits
+# (320), so Serve's own queue never fills (the chain: imagetagger/limits.py; `imagetagger
+# serve` sets $IMAGETAGGER_HAPROXY_SERVER_MAXCONN for its config's). A request beyond it waits
 # in HAProxy's queue at most QUEUE_TIMEOUT_S, then gets the JSON 503 `Overloaded`: a
 # flood is turned away by HAProxy (C, microseconds a request) instead of lining up for
 # the ingress's Python event loop (milliseconds a request), where at 512 closed-loop
 # clients on 2 cores a request waited ~10 s before the app could even refuse it.
-DEFAULT_SERVER_MAXCONN = 300
+DEFAULT_SERVER_MAXCONN = HAPROXY_MAXCONN
 QUEUE_TIMEOUT_S = 1
 LOOPBACK = "127.0.0.1"
 

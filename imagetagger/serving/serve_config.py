@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from imagetagger.limits import MAX_IN_FLIGHT, haproxy_maxconn
 from imagetagger.models.options import check_model_name, check_runtime_name
 from imagetagger.settings import DownloaderSettings
 
@@ -108,3 +109,19 @@ def apply_allowed_networks(config: ServeConfig, networks: Sequence[str]) -> Serv
                 ]
                 deployment["user_config"] = user_config
     return result
+
+
+def ingress_maxconn(config: ServeConfig) -> int | None:
+    """HAProxy's ``maxconn`` for the config's ingress (``ImageTagger``), between its
+    ``max_in_flight`` and ``max_ongoing_requests`` (imagetagger/limits.py); None when no
+    imagetagger application sets ``max_ongoing_requests``. ValueError when none fits."""
+    found = []
+    for app in config.get("applications") or []:
+        if app.get("import_path") != APP_IMPORT_PATH:
+            continue
+        for deployment in app.get("deployments") or []:
+            if deployment.get("name") == "ImageTagger" and "max_ongoing_requests" in deployment:
+                in_flight = (deployment.get("user_config") or {}).get("max_in_flight")
+                ongoing = int(deployment["max_ongoing_requests"])
+                found.append(haproxy_maxconn(int(in_flight or MAX_IN_FLIGHT), ongoing))
+    return min(found) if found else None

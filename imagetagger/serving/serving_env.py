@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from imagetagger.limits import GRPC_MAX_MESSAGE_BYTES
 from imagetagger.serving.ports import free_port_block, free_ports
 
 SERVING_ENV: dict[str, str] = {
@@ -43,7 +44,7 @@ SERVING_ENV: dict[str, str] = {
     # gRPC between replicas refuses messages over 4 MiB by default; an upload (up to the
     # ingress's 64 MiB body ceiling) goes to the Downloader in one. Also in the serve
     # configs' runtime_env, since gRPC is on whenever the replicas run in throughput mode.
-    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": "75497472",
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MAX_MESSAGE_BYTES),
     # The idle tax (issue 34; docs/SERVING.md, *Idle CPU*): Ray's and Serve's periodic
     # loops, slowed where nothing waits on them. Serve's controller reconciles every
     # 0.5 s instead of 0.1 s (its loop, and the GCS node queries it makes each time, were
@@ -179,19 +180,32 @@ def real_haproxy_binary(environ: Mapping[str, str]) -> str:
 
 
 def haproxy_wrapper_env(
-    directory: str, public_host: str, environ: Mapping[str, str], python: str
+    directory: str,
+    public_host: str,
+    environ: Mapping[str, str],
+    python: str,
+    maxconn: int | None = None,
 ) -> dict[str, str]:
     """Run HAProxy through :mod:`imagetagger.serving.haproxy` (its stats, exporter and error
-    answers amended, the service port on ``public_host``), from a script in ``directory``.
+    answers amended, the service port on ``public_host``, at most ``maxconn`` requests at
+    an ingress replica unless ``environ`` says), from a script in ``directory``.
     """
-    from imagetagger.serving.haproxy import BINARY_ENV, BIND_ENV, wrapper_script
+    from imagetagger.serving.haproxy import (
+        BINARY_ENV,
+        BIND_ENV,
+        SERVER_MAXCONN_ENV,
+        wrapper_script,
+    )
 
     real = real_haproxy_binary(environ)
     script = Path(directory) / HAPROXY_WRAPPER
     script.write_text(wrapper_script(python))
     script.chmod(0o755)
-    return {
+    env = {
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(script),
         BINARY_ENV: real,
         BIND_ENV: public_host,
     }
+    if maxconn is not None and not environ.get(SERVER_MAXCONN_ENV):
+        env[SERVER_MAXCONN_ENV] = str(maxconn)
+    return env

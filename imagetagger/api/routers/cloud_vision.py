@@ -21,10 +21,11 @@ from imagetagger.api.dependencies import Core, read_body
 from imagetagger.api.errors import to_domain_error
 from imagetagger.errors import ImageTaggerError
 from imagetagger.label_apis import cloud_vision
+from imagetagger.limits import MAX_BODY_BYTES
 from imagetagger.routes import CLOUD_VISION
 
 # Bodies are read up to this, then refused (16 images of base64 are below it).
-MAX_VISION_BODY_BYTES = 64 * 2**20
+MAX_VISION_BODY_BYTES = MAX_BODY_BYTES
 
 router = APIRouter()
 

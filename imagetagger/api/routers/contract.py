@@ -23,6 +23,7 @@ from imagetagger.api.dependencies import Core
 from imagetagger.api.errors import error_response
 from imagetagger.errors import ImageTaggerError, ImageTooLarge
 from imagetagger.hierarchy import general_labels
+from imagetagger.limits import MAX_BODY_BYTES
 from imagetagger.predictions import select_predictions
 from imagetagger.routes import INFO, PREDICT_BATCH, PREDICT_UPLOAD, PREDICT_URL
 from imagetagger.schemas import (
@@ -45,7 +46,7 @@ GITHUB_URL = "https://github.com/imagetagger/imagetagger"
 
 # Hard ceilings on request bodies, enforced while reading (FastAPI's body limit); the
 # live `max_upload_bytes` of user_config is checked on the file itself, below these.
-MAX_UPLOAD_BODY_BYTES = 64 * 2**20
+MAX_UPLOAD_BODY_BYTES = MAX_BODY_BYTES
 MAX_BATCH_BODY_BYTES = 1 * 2**20
 
 Labels = Annotated[LabelKind, Query(description=LABELS_DESCRIPTION)]

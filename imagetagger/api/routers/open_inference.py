@@ -19,6 +19,7 @@ from imagetagger.api.core import RequestCore
 from imagetagger.api.dependencies import Core, read_body
 from imagetagger.api.errors import to_domain_error
 from imagetagger.errors import ImageTaggerError, ImageTooLarge, InvalidImage
+from imagetagger.limits import MAX_BODY_BYTES
 from imagetagger.protocols import open_inference as oip
 from imagetagger.protocols import open_inference_requests as oip_requests
 from imagetagger.routes import (
@@ -35,7 +36,7 @@ from imagetagger.routes import (
 
 #: Bodies are read (and decompressed) up to this, then refused with 413: 64 images
 #: of a few hundred KiB each, as base64 JSON or binary.
-MAX_OIP_BODY_BYTES = 64 * 2**20
+MAX_OIP_BODY_BYTES = MAX_BODY_BYTES
 
 router = APIRouter()
 
