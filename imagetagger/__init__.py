@@ -1,4 +1,9 @@
-"""imagetagger: tag images with ImageNet-1K labels (the library; only bulk.pipeline imports Ray)."""
+"""imagetagger: tag images with ImageNet-1K labels (the library).
+
+No module imports Ray when imported; only the bulk job (``bulk/pipeline.py``) and its
+command (``cli/tag.py``) import it, inside the functions that run a Ray job.
+``serving/`` starts Ray's and Serve's processes without importing Ray.
+"""
 
 from __future__ import annotations
 
