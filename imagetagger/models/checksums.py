@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-CACHE_DIR_ENV = "IMAGETAGGER_CACHE_DIR"
+from imagetagger.environment import CACHE_DIR_ENV
 
 
 def default_cache_dir() -> Path:
