@@ -39,10 +39,11 @@ test: lint
 	scripts/test_system_packages.sh
 	$(BIN)/python -m pytest -q
 
-# The library's tests in about a minute: no Ray, no Serve, no real model (markers in
-# tests/conftest.py); `make test` runs everything.
+# The library's tests in under a minute: no Ray, no Serve, no real model (markers in
+# tests/conftest.py, from the folders); four workers, as most of their time is spent
+# waiting on loopback sockets and timers. `make test` runs everything, one at a time.
 test-fast: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q -m "not service and not ray and not models"
+	$(BIN)/python -m pytest -q -n 4 -m "not service and not ray and not models"
 
 # The service vs the one-process LiteRT server, the naive TensorFlow server and Ray's floor
 # (benchmarks/README.md); `make bench BENCH_ARGS=--quick` for a short run.

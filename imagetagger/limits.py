@@ -1,7 +1,7 @@
 """The service's limits and the order they must keep, each defined once.
 
 Concurrency, at one ingress replica, from the inside out (each a value of
-``serve_config.yaml``, the defaults here; tests/test_limits.py holds the chain and the
+``serve_config.yaml``, the defaults here; tests/repo/test_limits.py holds the chain and the
 configs to it):
 
 1. ``max_in_flight`` (:data:`MAX_IN_FLIGHT`, the ingress's ``user_config``): requests the

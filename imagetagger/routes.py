@@ -3,7 +3,7 @@
 Each route names its method, path, summary, whether API keys and rate limits guard it in
 the contract's shape (``imagetagger.api.access``: the label-API routes check keys in their own
 wire format instead), and the errors it can answer, from which /openapi.json's error
-responses are made. ``tests/test_routes.py`` checks docs/API.md against this table.
+responses are made. ``tests/repo/test_routes.py`` checks docs/API.md against this table.
 """
 
 from __future__ import annotations

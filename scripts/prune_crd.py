@@ -2,7 +2,7 @@
 
 The CRD is 1 MB, nearly all of it Kubernetes' PodTemplateSpec repeated. This keeps the
 ``v1`` openAPIV3Schema with every pod ``template`` (and ``status``) made free-form and
-the descriptions dropped, about 16 KB, so tests/test_configs.py can check every KubeRay
+the descriptions dropped, about 16 KB, so tests/repo/test_configs.py can check every KubeRay
 field of configs/kuberay/rayservice.yaml (``authOptions`` included) offline:
 
     curl -sLO https://raw.githubusercontent.com/ray-project/kuberay/v1.6.1/helm-chart/kuberay-operator/crds/ray.io_rayservices.yaml

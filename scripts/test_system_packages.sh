@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The Debian packages `make test` needs, installed when they are missing (the Makefile runs
 # this before pytest): chromium and chromium-driver for the browser tests
-# (tests/service/test_ui.py), wordnet-base for tests/test_label_hierarchy.py. As root with
+# (tests/service/test_ui.py), wordnet-base for tests/unit/test_label_hierarchy.py. As root with
 # apt-get (CI, a fresh container) it installs them; otherwise it prints the one command to run
 # and fails here rather than deep in pytest.
 #
-# What it checks can be pointed elsewhere (tests/test_makefile.py does): the commands are
+# What it checks can be pointed elsewhere (tests/repo/test_makefile.py does): the commands are
 # looked up on PATH, the WordNet file is $IMAGETAGGER_WORDNET_NOUN.
 set -euo pipefail
 

@@ -3,10 +3,15 @@ and warmed once per run.
 
 Markers (``make test-fast`` runs what has none of them, ``make test`` everything):
 ``service`` for a Ray cluster with the app deployed (everything under
-``tests/service``), ``ray`` for any other Ray (the bulk job's local Ray, the multi-node
-clusters of ``tests/cluster``), ``models`` for real weights and model conversions. A
-test gets ``service`` and ``ray`` here, from where it is and what it uses; ``models`` is
-set by the test modules, and here for the model fixtures. ``tests/test_markers.py``
+``tests/service``), ``ray`` for any other Ray (everything under ``tests/cluster``, and
+the bulk job's ``local_ray`` fixture), ``models`` for real weights and model
+conversions. The folders say which: ``service`` and ``ray`` follow from where a test is
+(and the fixture it uses); ``models`` is set by the test modules, and here for the model
+fixtures. The folders: ``unit/`` mirrors the library's modules (in-process, no Ray),
+``clients/`` drives official clients against the app in-process, ``service/`` the real
+service, ``cluster/`` multi-node Ray, ``bulk/`` the Ray Data job, ``repo/`` the
+repository itself (layout, markers, docs, Dockerfile, configs, Makefile),
+``benchmarks/`` the benchmark scripts' own logic. ``tests/repo/test_markers.py``
 checks that ``make test-fast`` collects no test that starts Ray.
 """
 
@@ -17,8 +22,8 @@ from pathlib import Path
 import pytest
 
 SERVICE_TESTS = Path(__file__).parent / "service"
-#: Modules that start Ray clusters of their own (in child processes), fixtures aside.
-RAY_MODULES = frozenset({Path(__file__).parent / "test_cluster.py"})
+#: Multi-node Ray clusters of their own (in child processes).
+CLUSTER_TESTS = Path(__file__).parent / "cluster"
 MODEL_FIXTURES = frozenset(
     f"{name}_{kind}"
     for name in ("lite0", "lite2")
@@ -31,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if SERVICE_TESTS in item.path.parents:
             item.add_marker(pytest.mark.service)
-        if "local_ray" in fixtures or item.path in RAY_MODULES:
+        if "local_ray" in fixtures or CLUSTER_TESTS in item.path.parents:
             item.add_marker(pytest.mark.ray)
         if fixtures & MODEL_FIXTURES:
             item.add_marker(pytest.mark.models)

@@ -5,5 +5,5 @@ The Serve config and its overrides (``serve_config``), the environment Serve run
 private one-node Ray of ``imagetagger serve`` (``local_ray``, ``processes``,
 ``host_resources``, ``serve_loop``, ``serve_logs``). No module here imports Ray (it
 starts Ray's processes); the domain (the rest of ``imagetagger``) imports nothing from
-here (tests/test_layout.py).
+here (tests/repo/test_layout.py).
 """

@@ -57,8 +57,8 @@ from imagetagger.limits import HAPROXY_MAXCONN
 DEFAULT_HTTP_REQUEST_TIMEOUT_S = 10
 # The longest a client may stay silent while it is expected to send (the rest of a body)
 # or read (the answer). Not a deadline for the processing: HAProxy does not apply it
-# while the client waits for the server (tests/test_haproxy.py), so it needs no room for
-# the ingress's request_timeout_s.
+# while the client waits for the server (tests/unit/serving/test_haproxy.py), so it
+# needs no room for the ingress's request_timeout_s.
 DEFAULT_CLIENT_TIMEOUT_S = 30
 # Requests HAProxy has at one ingress replica at once: above the ingress's max_in_flight
 # (256: the app answers its own JSON 503 past it) and below Serve's max_ongoing_requests
@@ -188,7 +188,8 @@ def amend(
             # HAProxy's own answers on a stream (no server, server gone, timeout, a body
             # that did not arrive in time). Those its HTTP/1 parser sends before a
             # request exists (400 for bytes that are not HTTP, 408 for headers that never
-            # end) stay HAProxy's HTML: 2.8 ignores errorfiles there (tests/test_haproxy.py).
+            # end) stay HAProxy's HTML: 2.8 ignores errorfiles there
+            # (tests/unit/serving/test_haproxy.py).
             section = [line for line in section if not line.strip().startswith("errorfile ")]
             section += [f"    errorfile {code} {path}" for code, path in errorfiles.items()]
             if not any(line.strip().startswith("timeout http-request") for line in section):

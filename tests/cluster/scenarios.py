@@ -1,6 +1,6 @@
 """Multi-node scenarios on Ray's own ``ray.cluster_utils.Cluster``, one process each.
 
-They cannot share the test session's ``ray.init`` cluster, so ``tests/test_cluster.py``
+They cannot share the test session's ``ray.init`` cluster, so ``tests/cluster/test_cluster.py``
 runs each here in a child process, which prints one JSON report on its last line and
 the test asserts on it:
 

@@ -1,6 +1,6 @@
 """The response cache on the live service: repeats answered from it, byte for byte.
 
-Keys are unit-tested in tests/test_response_cache.py (a changed byte, another model,
+Keys are unit-tested in tests/unit/test_response_cache.py (a changed byte, another model,
 precision, runtime or weights never hit); here the ingress really uses it for URLs,
 uploads and batch items, its answers equal the model's, and its metrics move.
 """

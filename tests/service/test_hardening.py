@@ -389,7 +389,8 @@ HOSTILE: dict[str, Hostile] = {
     # surplus arrives in the same read as the response head (small claim), aiohttp's
     # parser fails on "data after Connection: close": 404. When the claim spans several
     # reads, the body ends at the claimed length before the surplus is parsed, and the
-    # claimed prefix (random bytes) is decoded: 400. tests/test_fetch.py documents both.
+    # claimed prefix (random bytes) is decoded: 400. tests/unit/download/test_fetch.py
+    # documents both.
     "30MiB-claims-1000B": Hostile(
         lambda: servers.lying_length(1000, huge_body()), 404, UNREACHABLE
     ),

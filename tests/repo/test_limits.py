@@ -10,8 +10,9 @@ import yaml
 
 from imagetagger import limits
 from imagetagger.settings import IngressSettings
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 CONFIGS = [
     SERVE_CONFIG,

@@ -16,7 +16,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 PACKAGES = ("imagetagger", "deployments")
 MAX_LINES = 300
 OPERATIONS = "imagetagger.serving"

@@ -8,8 +8,9 @@ from typing import Any
 
 from benchmarks.latest import HEADLINES, newest_reports, render_latest, write_latest
 from benchmarks.report import report_stem
+from tests.paths import REPO_ROOT
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
 
 
 def _target(label: str, value: float | None, verdict: str) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO_ROOT
+
+REPO = REPO_ROOT
 SCRIPT = REPO / "scripts" / "test_system_packages.sh"
 PACKAGES = "chromium chromium-driver wordnet-base"
 

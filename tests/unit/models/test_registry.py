@@ -21,8 +21,9 @@ import pytest
 
 from imagetagger.models.options import check_model_name
 from imagetagger.models.specs import MODEL_SPECS, ModelSpec, get_spec
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 DEPENDENCIES = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
 SPECS = sorted(MODEL_SPECS.values(), key=lambda spec: spec.name)
 

@@ -27,8 +27,9 @@ from types import ModuleType
 import pytest
 
 from imagetagger.models.specs import MODEL_SPECS
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 DOCKERFILE = ROOT / "Dockerfile"
 
 

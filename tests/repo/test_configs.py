@@ -27,8 +27,9 @@ from ray.serve.schema import ServeDeploySchema
 from imagetagger.models.options import ModelOptions
 from imagetagger.models.specs import MODEL_SPECS
 from imagetagger.settings import DownloaderSettings, IngressSettings, ModelSettings
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 SERVE_CONFIG = ROOT / "serve_config.yaml"
 GPU_CONFIG = ROOT / "configs" / "serve_gpu.yaml"
 MANIFEST = ROOT / "configs" / "kuberay" / "rayservice.yaml"

@@ -2,21 +2,21 @@
 
 docs/SERVING.md's ``user_config`` and ``args`` tables against the settings models and
 ModelOptions (every key, and its default), docs/OPERATIONS.md's metrics table against
-deployments/metrics.py. The routes and errors of docs/API.md: tests/test_routes.py.
+deployments/metrics.py. The routes and errors of docs/API.md: tests/repo/test_routes.py.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from imagetagger.models.options import ModelOptions
 from imagetagger.settings import DownloaderSettings, IngressSettings, ModelSettings
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SERVING_MD = (ROOT / "docs" / "SERVING.md").read_text()
 OPERATIONS_MD = (ROOT / "docs" / "OPERATIONS.md").read_text()
 SETTINGS: dict[str, type[BaseModel]] = {

@@ -1,5 +1,5 @@
 """The Open Inference Protocol (KServe V2 REST): its wire format byte for byte, without
-an app (the routes: tests/test_open_inference_routes.py)."""
+an app (the routes: tests/unit/api/test_open_inference_routes.py)."""
 
 from __future__ import annotations
 

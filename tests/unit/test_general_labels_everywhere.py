@@ -11,7 +11,6 @@ import base64
 import csv
 import io
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,9 +21,10 @@ from imagetagger.hierarchy import general_labels, hierarchy
 from imagetagger.label_apis import cloud_vision, rekognition
 from imagetagger.label_apis.common import display_name
 from imagetagger.labels import LABELS, NUM_CLASSES
+from tests.paths import TEST_DATA
 from tests.photos import CHELSEA_PATH
 
-PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
+PHOTOS = TEST_DATA / "photos"
 
 
 def _fake_classifier(probs: np.ndarray) -> SimpleNamespace:

@@ -25,8 +25,9 @@ import requests
 from imagetagger.serving import haproxy
 from imagetagger.serving.serving_env import real_haproxy_binary
 from tests import servers
+from tests.paths import TEST_DATA
 
-SAMPLE = Path(__file__).parent / "data" / "haproxy" / "ray-2.60.cfg"
+SAMPLE = TEST_DATA / "haproxy" / "ray-2.60.cfg"
 JSON_TYPES = {"Overloaded", "RequestTimeout"}
 
 

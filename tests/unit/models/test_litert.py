@@ -20,10 +20,11 @@ from imagetagger.models.litert import LiteRTClassifier, load_litert_classifier
 from imagetagger.models.runtimes import RuntimeOptions, load_model
 from imagetagger.models.specs import get_spec
 from tests import cache_damage, images
+from tests.paths import REPO_ROOT, TEST_DATA
 
 pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
-DATA = Path(__file__).parent / "data"
-ROOT = Path(__file__).resolve().parent.parent
+DATA = TEST_DATA
+ROOT = REPO_ROOT
 SKIMAGE_PHOTOS = {
     "astronaut": skimage.data.astronaut,
     "chelsea": skimage.data.chelsea,

@@ -30,8 +30,9 @@ from imagetagger.labels import LABELS
 from imagetagger.serving import host_resources, serve_config
 from imagetagger.serving.ports import PRIVATE_PORTS
 from imagetagger.serving.serving_env import LOCAL_SERVING_ENV, SERVING_ENV
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 CAT_LABELS = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat", "lynx"}
 
 BASE_CONFIG: dict[str, Any] = {

@@ -19,8 +19,9 @@ from benchmarks.launch import (
 )
 from imagetagger.serving.ports import PRIVATE_PORTS
 from imagetagger.serving.serving_env import isolated_serve_env
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 @pytest.fixture

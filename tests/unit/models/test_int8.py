@@ -19,9 +19,10 @@ from imagetagger.images import prepare_image
 from imagetagger.models import calibration, litert
 from imagetagger.models.specs import get_spec
 from tests import images
+from tests.paths import TEST_DATA
 
 pytestmark = pytest.mark.models  # real weights and conversions: minutes, not seconds
-DATA = Path(__file__).parent / "data"
+DATA = TEST_DATA
 PHOTOS = {
     "chelsea.jpg": lambda: (DATA / "chelsea.jpg").read_bytes(),
     "coffee.jpg": lambda: (DATA / "coffee.jpg").read_bytes(),

@@ -4,16 +4,16 @@ ERROR_TABLE's, so the next drift fails here rather than reaching a reader."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from imagetagger.api.access import Access
 from imagetagger.api.app import GUARDS, build_api
 from imagetagger.errors import ERROR_TABLE
 from imagetagger.routes import ROUTES, UI
+from tests.paths import REPO_ROOT
 
 app = build_api(core=lambda: None, access=Access)  # the routes only: no request is made
 
-API_MD = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
+API_MD = (REPO_ROOT / "docs" / "API.md").read_text()
 
 
 def section(title: str) -> str:

@@ -13,8 +13,9 @@ import pytest
 
 from imagetagger.hierarchy import general_labels, hierarchy, load_hierarchy_data
 from imagetagger.labels import LABELS, NUM_CLASSES, WNIDS
+from tests.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 WORDNET = Path("/usr/share/wordnet")
 
 CAT, DOMESTIC_CAT, DOG, CAR = "n02121620", "n02121808", "n02084071", "n02958343"
