@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from imagetagger.errors import ImageTaggerError, ImageTooLarge
+from imagetagger.errors import ImageTooLarge
 from imagetagger.label_apis.common import decode_base64
 from imagetagger.labels import LABELS, NUM_CLASSES
+from imagetagger.protocols.json_error import JsonError
 
 DEFAULT_TOP_K = 5
 FUNCTIONS = ("softmax", "sigmoid", "none")
@@ -38,24 +39,6 @@ _TINY = np.finfo(np.float32).tiny
 _JSON_START = re.compile(rb"[ \t\r\n]*\{")
 
 
-class HfError(Exception):
-    """An error as the Inference API answers it: ``{"error": message}`` with ``status``."""
-
-    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.headers = dict(headers or {})
-
-    @classmethod
-    def of(cls, error: ImageTaggerError) -> HfError:
-        """A domain error (its status, detail and headers) in the protocol's shape."""
-        return cls(error.detail, error.status_code, error.headers)
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.message}
-
-
 @dataclass(frozen=True)
 class ClassifyRequest:
     image: bytes
@@ -63,8 +46,8 @@ class ClassifyRequest:
     function_to_apply: str = "softmax"
 
 
-def unknown_model(model: str) -> HfError:
-    return HfError(f"Model {model} does not exist", 404)
+def unknown_model(model: str) -> JsonError:
+    return JsonError(f"Model {model} does not exist", 404)
 
 
 def max_body_bytes(max_image_bytes: int) -> int:
@@ -76,28 +59,28 @@ def parse_request(body: bytes, *, max_image_bytes: int) -> ClassifyRequest:
     """The image and the parameters of a request: a raw image body or the JSON form."""
     if not _JSON_START.match(body):
         if len(body) > max_image_bytes:
-            raise HfError.of(ImageTooLarge())
+            raise JsonError.of(ImageTooLarge())
         return ClassifyRequest(body)
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HfError(f"Malformed JSON body: {exc}") from None
+        raise JsonError(f"Malformed JSON body: {exc}") from None
     if not isinstance(request, dict):
-        raise HfError("The body must be an image or a JSON object")
+        raise JsonError("The body must be an image or a JSON object")
     inputs = request.get("inputs")
     if not isinstance(inputs, str):
-        raise HfError("'inputs' must be the image as a base64 string")
+        raise JsonError("'inputs' must be the image as a base64 string")
     try:
         image = decode_base64(inputs)
     except ValueError:
-        raise HfError("'inputs' is not base64") from None
+        raise JsonError("'inputs' is not base64") from None
     if len(image) > max_image_bytes:
-        raise HfError.of(ImageTooLarge())
+        raise JsonError.of(ImageTooLarge())
     parameters = request.get("parameters")
     if parameters is None:
         parameters = {}
     if not isinstance(parameters, dict):
-        raise HfError("'parameters' must be a JSON object")
+        raise JsonError("'parameters' must be a JSON object")
     return ClassifyRequest(
         image, _top_k(parameters.get("top_k")), _function(parameters.get("function_to_apply"))
     )
@@ -126,7 +109,7 @@ def _top_k(value: Any) -> int:
     if value is None:
         return DEFAULT_TOP_K
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise HfError("'top_k' must be an integer of 1 or more")
+        raise JsonError("'top_k' must be an integer of 1 or more")
     return min(value, NUM_CLASSES)  # as the pipeline does: at most the model's labels
 
 
@@ -134,5 +117,5 @@ def _function(value: Any) -> str:
     if value is None:
         return "softmax"
     if value not in FUNCTIONS:
-        raise HfError(f"'function_to_apply' must be one of {', '.join(FUNCTIONS)}")
+        raise JsonError(f"'function_to_apply' must be one of {', '.join(FUNCTIONS)}")
     return value

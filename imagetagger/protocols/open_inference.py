@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from imagetagger.errors import ImageTaggerError
 from imagetagger.labels import LABELS, NUM_CLASSES
+from imagetagger.protocols.json_error import JsonError
 from imagetagger.schemas import MAX_BATCH_URLS
 
 INPUT_NAME = "IMAGE"
@@ -43,24 +43,6 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 JSON_CONTENT_TYPE = "application/json"
 _LENGTH = struct.Struct("<I")
-
-
-class ProtocolError(Exception):
-    """A request the protocol refuses: ``{"error": message}`` with ``status``."""
-
-    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.headers = dict(headers or {})
-
-    @classmethod
-    def of(cls, error: ImageTaggerError, prefix: str = "") -> ProtocolError:
-        """A domain error (its status, detail and headers) in the protocol's shape."""
-        return cls(prefix + error.detail, error.status_code, error.headers)
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.message}
 
 
 @dataclass(frozen=True)
@@ -79,10 +61,10 @@ class InferRequest:
     outputs: tuple[RequestedOutput, ...]
 
 
-def unknown_model(model: str, version: str | None = None) -> ProtocolError:
+def unknown_model(model: str, version: str | None = None) -> JsonError:
     """Triton's 404 for a model (or a version of it) this server does not serve."""
     which = f"'{model}'" if version is None else f"'{model}' version {version}"
-    return ProtocolError(f"Request for unknown model: {which} is not found", 404)
+    return JsonError(f"Request for unknown model: {which} is not found", 404)
 
 
 def server_metadata(version: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from imagetagger.api.access import Guard, bearer_or_api_key
 from imagetagger.api.dependencies import Core, read_body
 from imagetagger.api.errors import to_domain_error
 from imagetagger.protocols import hugging_face as hf
+from imagetagger.protocols.json_error import JsonError
 from imagetagger.routes import HF_CLASSIFY
 
 router = APIRouter()
@@ -24,8 +25,8 @@ router = APIRouter()
 
 def error_response(exc: Exception) -> JSONResponse:
     """``exc`` as the Inference API answers it: ``{"error": message}``, status, headers."""
-    if not isinstance(exc, hf.HfError):
-        exc = hf.HfError.of(to_domain_error(exc, "HF image-classification"))
+    if not isinstance(exc, JsonError):
+        exc = JsonError.of(to_domain_error(exc, "HF image-classification"))
     return JSONResponse(exc.body(), exc.status, exc.headers)
 
 
@@ -41,8 +42,8 @@ async def hf_image_classification(model: str, request: Request, core: Core) -> J
         body = await read_body(request, hf.max_body_bytes(limit))
         parsed = hf.parse_request(body, max_image_bytes=limit)
         probabilities = await core.classify(parsed.image)
-    except hf.HfError as error:
+    except JsonError as error:
         return error_response(error)
     except Exception as exc:
-        return error_response(hf.HfError.of(core.domain_error(exc)))
+        return error_response(JsonError.of(core.domain_error(exc)))
     return JSONResponse(hf.render(probabilities, parsed.top_k, parsed.function_to_apply))

@@ -22,6 +22,7 @@ from imagetagger.errors import ImageTaggerError, ImageTooLarge, InvalidImage
 from imagetagger.limits import MAX_BODY_BYTES
 from imagetagger.protocols import open_inference as oip
 from imagetagger.protocols import open_inference_requests as oip_requests
+from imagetagger.protocols.json_error import JsonError
 from imagetagger.routes import (
     OIP_INFER,
     OIP_INFER_VERSION,
@@ -43,8 +44,8 @@ router = APIRouter()
 
 def error_response(exc: Exception) -> JSONResponse:
     """``exc`` as the protocol answers it: ``{"error": message}``, status and headers."""
-    if not isinstance(exc, oip.ProtocolError):
-        exc = oip.ProtocolError.of(to_domain_error(exc, "OIP infer"))
+    if not isinstance(exc, JsonError):
+        exc = JsonError.of(to_domain_error(exc, "OIP infer"))
     return JSONResponse(exc.body(), exc.status, exc.headers)
 
 
@@ -98,10 +99,10 @@ async def oip_infer(model: str, request: Request, core: Core) -> Response:
         )
         probabilities = await _classify(core, parsed.images)
         content, headers = oip.render_infer_response(model, parsed, probabilities)
-    except oip.ProtocolError as error:
+    except JsonError as error:
         return error_response(error)
     except Exception as exc:
-        return error_response(oip.ProtocolError.of(core.domain_error(exc)))
+        return error_response(JsonError.of(core.domain_error(exc)))
     return Response(content, headers=headers)
 
 
@@ -145,6 +146,6 @@ async def _classify(core: RequestCore, images: list[bytes]) -> np.ndarray:
     return np.stack(outcomes)  # type: ignore[arg-type]  # no errors left
 
 
-def _image_error(index: int, error: ImageTaggerError) -> oip.ProtocolError:
+def _image_error(index: int, error: ImageTaggerError) -> JsonError:
     about_the_image = isinstance(error, (InvalidImage, ImageTooLarge))
-    return oip.ProtocolError.of(error, f"image {index}: " if about_the_image else "")
+    return JsonError.of(error, f"image {index}: " if about_the_image else "")

@@ -37,7 +37,7 @@ def test_labels_are_the_first_of_the_names_hugging_faces_imagenet_models_show() 
 def test_a_raw_body_is_the_image_whatever_it_looks_like() -> None:
     assert hf.parse_request(CHELSEA, max_image_bytes=2**20) == hf.ClassifyRequest(CHELSEA)
     assert hf.parse_request(b"", max_image_bytes=2**20) == hf.ClassifyRequest(b"")
-    with pytest.raises(hf.HfError) as caught:
+    with pytest.raises(hf.JsonError) as caught:
         hf.parse_request(CHELSEA, max_image_bytes=len(CHELSEA) - 1)
     assert (caught.value.status, caught.value.message) == (
         413,
@@ -72,7 +72,7 @@ def test_the_json_form() -> None:
     ],
 )
 def test_bad_json_bodies_are_400s(body: bytes, message: str) -> None:
-    with pytest.raises(hf.HfError) as caught:
+    with pytest.raises(hf.JsonError) as caught:
         hf.parse_request(body, max_image_bytes=2**20)
     assert caught.value.status == 400
     assert caught.value.message.startswith(message)

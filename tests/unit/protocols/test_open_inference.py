@@ -32,7 +32,7 @@ def parse(body: bytes | dict, header: str | None = None, limit: int = 2**20):
 
 
 def refused(body: bytes | dict, header: str | None = None, limit: int = 2**20) -> str:
-    with pytest.raises(oip.ProtocolError) as caught:
+    with pytest.raises(oip.JsonError) as caught:
         parse(body, header, limit)
     assert caught.value.status in (400, 413)
     return caught.value.message
@@ -154,7 +154,7 @@ def test_bad_binary_data() -> None:
 
 
 def test_an_image_over_the_upload_cap_is_a_413() -> None:
-    with pytest.raises(oip.ProtocolError) as caught:
+    with pytest.raises(oip.JsonError) as caught:
         parse(json_request(B64_CAT, B64_CUP), limit=len(CHELSEA))
     assert (caught.value.status, caught.value.message) == (
         413,
@@ -167,13 +167,13 @@ def test_request_bodies_may_be_compressed_as_tritonclient_does() -> None:
     assert oip_requests.decode_content(gzip.compress(body), "gzip", 2**20) == body
     assert oip_requests.decode_content(zlib.compress(body), "deflate", 2**20) == body
     assert oip_requests.decode_content(body, None, 2**20) == body
-    with pytest.raises(oip.ProtocolError) as caught:
+    with pytest.raises(oip.JsonError) as caught:
         oip_requests.decode_content(
             gzip.compress(b"\0" * 2**20), "gzip", 2**19
         )  # a bomb stops early
     assert caught.value.status == 413
     for encoding, data in (("br", body), ("gzip", gzip.compress(body)[:-9]), ("gzip", b"xx")):
-        with pytest.raises(oip.ProtocolError) as caught:
+        with pytest.raises(oip.JsonError) as caught:
             oip_requests.decode_content(data, encoding, 2**20)
         assert caught.value.status == 400
 
