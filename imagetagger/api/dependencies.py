@@ -14,8 +14,11 @@ from imagetagger.api.core import RequestCore
 from imagetagger.errors import ImageTooLarge
 
 
-def request_core(request: Request) -> RequestCore:
-    """The core serving this app (a dependency: ``core: Core`` in a route's signature)."""
+async def request_core(request: Request) -> RequestCore:
+    """The core serving this app (a dependency: ``core: Core`` in a route's signature).
+
+    ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
+    per request for a lookup."""
     return request.app.state.core()
 
 

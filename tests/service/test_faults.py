@@ -9,7 +9,8 @@ ModelDeployment a 503 or none (the ingress's grouped call may go to the replacem
 A killed ImageTagger (the ingress) fails none that HAProxy can replay
 (``RAY_SERVE_HAPROXY_RETRY_ON`` in the serving environment): they are answered once
 the new replica is up; one caught by the kill may see its connection closed. The kill
-lasts from ``ray.kill`` until the replica is gone, which takes a few milliseconds.
+lasts from ``ray.kill`` until the replica is gone (its name dropped and its process
+exited), which takes a few milliseconds.
 Serve's controller notices the dead replica and starts a new one; the test waits
 until the app is fully RUNNING again and serving, and requests sent after that must
 all succeed, so the tests after it see the service as the session deployed it.
@@ -17,6 +18,7 @@ all succeed, so the tests after it see the service as the session deployed it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -85,10 +87,16 @@ def kill_one_replica(deployment: str) -> Kill:
     names = replica_actor_names(deployment)
     assert names, f"no {deployment} replica to kill"
     actor = ray.get_actor(names[0], namespace="serve")
+    pid = ray.get(actor.__ray_call__.remote(lambda _replica: os.getpid()), timeout=30)
     started = time.monotonic()
     ray.kill(actor, no_restart=True)  # asynchronous: the process dies a little later
     deadline = started + 30
-    while names[0] in replica_actor_names(deployment) and time.monotonic() < deadline:
+    # Dead when Ray has dropped its name and its process has exited: the GCS forgets the
+    # name first, and until the process is gone it may still take a connection (a
+    # clean-clone run saw one closed 18 ms after the name went).
+    while (
+        names[0] in replica_actor_names(deployment) or Path(f"/proc/{pid}").exists()
+    ) and time.monotonic() < deadline:
         time.sleep(0.01)
     return Kill(names[0], started, time.monotonic())
 
