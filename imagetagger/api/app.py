@@ -24,7 +24,7 @@ from imagetagger import __version__
 from imagetagger.api.access import Access, AccessMiddleware
 from imagetagger.api.core import RequestCore
 from imagetagger.api.errors import ErrorMapper, error_response, only_domain_errors
-from imagetagger.api.metrics import HttpMetrics, NullMetrics
+from imagetagger.api.metrics import HttpMetrics, no_metrics
 from imagetagger.api.request_log import RequestMiddleware
 from imagetagger.api.routers import (
     cloud_vision,
@@ -36,8 +36,6 @@ from imagetagger.api.routers import (
 from imagetagger.api.tracing_middleware import TracingMiddleware
 from imagetagger.api.ui import ui_router
 from imagetagger.errors import ImageTaggerError
-
-DESCRIPTION = contract.DESCRIPTION
 
 #: Each protocol's router, in the order their routes are matched, and their guards by
 #: the names the route table uses.
@@ -64,7 +62,7 @@ def build_api(
     *,
     map_error: ErrorMapper = only_domain_errors,
     platform_errors: tuple[type[BaseException], ...] = (),
-    metrics: Callable[[], HttpMetrics] = NullMetrics,
+    metrics: Callable[[], HttpMetrics] = no_metrics,
 ) -> FastAPI:
     """The app over the core that ``core()`` returns (the serving replica's).
 
@@ -74,7 +72,7 @@ def build_api(
     app = FastAPI(
         title="Image Tagger",
         version=__version__,
-        description=DESCRIPTION
+        description=contract.DESCRIPTION
         + " Send an image URL (or upload a file) and get its ImageNet labels with "
         "softmax confidences, best first. To try it in a browser: [the page at /ui](ui).",
         # Traces come from imagetagger.tracing (TracingMiddleware), whatever global tracer

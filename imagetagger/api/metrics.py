@@ -48,3 +48,11 @@ class NullMetrics:
         self.images = self.cache_hits = self.cache_misses = _Nothing()
         self.cache_entries = self.cache_bytes = _Nothing()
         self.requests = _Nothing()
+
+
+NULL_METRICS = NullMetrics()
+
+
+def no_metrics() -> NullMetrics:
+    """The one :class:`NullMetrics`, for an app outside a Serve replica (no object per request)."""
+    return NULL_METRICS

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagetagger import tracing
 from imagetagger.api.errors import error_response
-from imagetagger.api.metrics import HttpMetrics, NullMetrics
+from imagetagger.api.metrics import HttpMetrics, no_metrics
 
 logger = logging.getLogger("ray.serve")
 
@@ -29,7 +29,7 @@ class RequestMiddleware:
     Serve proxy then replaces the answer with a plain-text 500.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Callable[[], HttpMetrics] = NullMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Callable[[], HttpMetrics] = no_metrics) -> None:
         self.app = app
         self._metrics = metrics  # the replica's metric objects, made on first use
 
