@@ -178,13 +178,26 @@ def _config(tmp_path: Path, replica_port: int, *, with_app: bool = True) -> tupl
     return path, port
 
 
+def wait_until_checked_up(backend: servers.LoopbackServer, timeout_s: float = 10.0) -> None:
+    """Until HAProxy has health-checked ``backend`` up (rise 2, fastinter 250 ms): its
+    third check arrives after the second passed. A fixed sleep failed on a busy machine."""
+
+    def checks() -> int:
+        return sum(1 for r in backend.requests if r.path == "/-/healthz")
+
+    deadline = time.monotonic() + timeout_s
+    while checks() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checks() >= 3, f"HAProxy checked the backend {checks()} times in {timeout_s} s"
+
+
 def test_haproxy_answers_contract_json_for_every_error(
     tmp_path: Path, replica: servers.LoopbackServer
 ) -> None:
     config, port = _config(tmp_path, replica.port)
     base = f"http://127.0.0.1:{port}"
     with running_haproxy(config, port):
-        time.sleep(0.6)  # the replica's health check (fastinter 250 ms, rise 2) passes
+        wait_until_checked_up(replica)
         assert haproxy.MARK in config.read_text()  # amended before HAProxy read it
         assert requests.get(base + "/ok", timeout=5).json() == {"fine": True}
         assert requests.get(base + "/html", timeout=5).text == "<html>docs</html>"
@@ -271,6 +284,6 @@ def test_client_timeout_does_not_cut_a_client_waiting_for_the_server(tmp_path: P
         errorfiles = haproxy.write_errorfiles(tmp_path)
         config.write_text(haproxy.amend(config.read_text(), errorfiles, None, 1, 1))
         with running_haproxy(config, port):
-            time.sleep(0.6)
+            wait_until_checked_up(backend)
             response = requests.get(f"http://127.0.0.1:{port}/slow", timeout=10)
     assert response.status_code == 200 and response.json() == {"fine": True}
