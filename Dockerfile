@@ -48,11 +48,15 @@ ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
     RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response response-timeout" \
     RAY_max_direct_call_object_size=1048576 \
     RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=75497472 \
-    RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 \
+    RAY_SERVE_CONTROL_LOOP_INTERVAL_S=1 \
     RAY_SERVE_METRICS_EXPORT_INTERVAL_MS=1000 \
     RAY_task_events_report_interval_ms=5000 \
+    RAY_ray_events_report_interval_ms=5000 \
+    RAY_raylet_report_resources_period_milliseconds=1000 \
+    RAY_raylet_check_gc_period_milliseconds=1000 \
+    RAY_memory_monitor_refresh_ms=1000 \
+    RAY_enable_pipe_based_agent_to_parent_health_check=1 \
     REPORTER_UPDATE_INTERVAL_MS=15000 \
-    RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S=2 \
     METRICS_RECORD_INTERVAL_S=30
 
 # tini is PID 1: it reaps the processes Ray leaves behind and passes signals on to the

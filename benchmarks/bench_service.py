@@ -98,7 +98,7 @@ SERVERS = {
     "floor": "Ray's floor",
     "repeat": "the service's repeat-workload level",
     "traced": "the service with tracing on (benchmarks/traced.py)",
-    "idle": "the service's idle CPU before its load (benchmarks/idle.py, 90 s)",
+    "idle": "idle CPU of the service and Ray's floor before their load (benchmarks/idle.py)",
 }
 
 
@@ -307,8 +307,11 @@ def bench_model(
         print(f"[{model}] Ray floor (imagetagger serve of floor_app)", flush=True)
         input_size = get_spec(model).input_size
         with run_floor(config_source, workdir, input_size=input_size) as server:
+            floor_idle = measure_idle(server) if "idle" in settings.servers else None
             floor = _measure(server, photos, settings.workloads[0], settings)
         floor = _with_stop(floor, server)
+        if floor_idle is not None:
+            floor["idle"] = floor_idle
 
     reports = []
     for precision in precisions:

@@ -4,8 +4,11 @@ As a new user would see it: the service started as ``make run`` starts it
 (:func:`benchmarks.launch.run_service`), ready once ``GET /`` answers, left alone for
 ``--settle`` seconds more, then ``--window`` seconds of silence measured from ``/proc``
 (user + system CPU of every process of the service, grouped by role), and its PSS.
+Then the same for Ray's floor (``floor_app.py``: the same three deployments, serving
+environment and options, with no work in them), side by side: what the floor idles at
+is Ray's and Serve's own, whatever the service's code does.
 
-    .venv/bin/python -m benchmarks.idle [--settle 30] [--window 60] [--config serve_config.yaml]
+    .venv/bin/python -m benchmarks.idle [--settle 30] [--window 60] [--no-floor]
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.launch import ROOT, RunningServer, run_service
+from benchmarks.launch import ROOT, RunningServer, run_floor, run_service
 from benchmarks.procs import CpuSample, cpu_seconds, memory_snapshot
 
 SETTLE_S = 30.0
 WINDOW_S = 60.0
+FLOOR_INPUT_SIZE = 260  # the default model's crop; the floor's arrays only (it idles here)
 
 
 def idle_by_role(before: CpuSample, after: CpuSample, seconds: float) -> dict[str, float]:
@@ -61,14 +65,28 @@ def measure_idle(
     }
 
 
-def format_idle(result: dict[str, Any]) -> str:
-    lines = ["| process | idle ms/s |", "|---|---:|"]
-    lines += [f"| {role} | {ms:.1f} |" for role, ms in result["by_role_ms_per_s"].items()]
-    lines.append(f"| **whole service** | **{result['total_ms_per_s']:.1f}** |")
-    lines.append(
-        f"\n{result['processes']} processes, PSS {result['pss_mib']} MiB, "
-        f"window {result['window_s']} s"
-    )
+def format_idle(result: dict[str, Any], floor: dict[str, Any] | None = None) -> str:
+    """The per-process table; with ``floor``, Ray's floor in a second column."""
+    if floor is None:
+        lines = ["| process | idle ms/s |", "|---|---:|"]
+        lines += [f"| {role} | {ms:.1f} |" for role, ms in result["by_role_ms_per_s"].items()]
+        lines.append(f"| **whole service** | **{result['total_ms_per_s']:.1f}** |")
+    else:
+        lines = ["| process | service ms/s | Ray's floor ms/s |", "|---|---:|---:|"]
+        ours, theirs = result["by_role_ms_per_s"], floor["by_role_ms_per_s"]
+        for role in [*ours, *(role for role in theirs if role not in ours)]:
+            cells = [f"{table[role]:.1f}" if role in table else "-" for table in (ours, theirs)]
+            lines.append(f"| {role} | {cells[0]} | {cells[1]} |")
+        lines.append(
+            f"| **whole** | **{result['total_ms_per_s']:.1f}** "
+            f"| **{floor['total_ms_per_s']:.1f}** |"
+        )
+    for name, found in (("service", result), ("Ray's floor", floor)):
+        if found is not None:
+            lines.append(
+                f"\n{name}: {found['processes']} processes, PSS {found['pss_mib']} MiB, "
+                f"window {found['window_s']} s"
+            )
     return "\n".join(lines)
 
 
@@ -77,13 +95,17 @@ def idle_lines(report: dict[str, Any]) -> list[str]:
     idle = (report.get("service") or {}).get("idle")
     if not idle:
         return []
-    return [
-        "",
+    floor = (report.get("floor") or {}).get("idle")
+    line = (
         f"Idle (no request, {idle['window_s']} s after a {SETTLE_S:.0f} s settle): the whole "
-        f"service {idle['total_ms_per_s']:.1f} ms of CPU per second, PSS {idle['pss_mib']} MiB.",
-        "",
-        format_idle(idle),
-    ]
+        f"service {idle['total_ms_per_s']:.1f} ms of CPU per second, PSS {idle['pss_mib']} MiB"
+    )
+    if floor:
+        line += (
+            f"; Ray's floor {floor['total_ms_per_s']:.1f} ms/s, PSS {floor['pss_mib']} MiB "
+            f"(service / floor {idle['total_ms_per_s'] / floor['total_ms_per_s']:.2f})"
+        )
+    return ["", line + ".", "", format_idle(idle, floor)]
 
 
 def main() -> None:
@@ -91,16 +113,19 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "serve_config.yaml")
     parser.add_argument("--settle", type=float, default=SETTLE_S)
     parser.add_argument("--window", type=float, default=WINDOW_S)
+    parser.add_argument("--no-floor", action="store_true", help="the service only")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="idle-") as tmp,
-        run_service(args.config, Path(tmp)) as server,
-    ):
-        result = measure_idle(server, args.settle, args.window)
-    print(format_idle(result), flush=True)
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="idle-") as tmp:
+        with run_service(args.config, Path(tmp)) as server:
+            found["service"] = measure_idle(server, args.settle, args.window)
+        if not args.no_floor:
+            with run_floor(args.config, Path(tmp), input_size=FLOOR_INPUT_SIZE) as server:
+                found["floor"] = measure_idle(server, args.settle, args.window)
+    print(format_idle(found["service"], found.get("floor")), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(found, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -47,23 +47,32 @@ SERVING_ENV: dict[str, str] = {
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MAX_MESSAGE_BYTES),
     # The idle tax (issue 34; docs/SERVING.md, *Idle CPU*): Ray's and Serve's periodic
     # loops, slowed where nothing waits on them. Serve's controller reconciles every
-    # 0.5 s instead of 0.1 s (its loop, and the GCS node queries it makes each time, were
+    # 1 s instead of 0.1 s (its loop, and the GCS node queries it makes each time, were
     # ~40 of the ~98 idle ms/s); autoscaling keeps its delays (wall-clock), decisions
-    # land up to 0.5 s later. Not 1 s: Serve's graceful shutdown takes several loop
-    # steps, and at 1 s Ctrl-C took 9.4 s (6.3 s at 0.1 s).
-    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+    # land up to 1 s later. Serve's graceful shutdown takes several loop steps: the
+    # configs' graceful_shutdown_wait_loop_s of 0.5 s keeps Ctrl-C near 8 s.
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",
     # Serve's cached metrics go to Ray's metric API every 1 s instead of 0.1 s, in every
     # replica, proxy and the controller; Ray exports them every 10 s anyway.
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
-    # Workers flush task events to the GCS every 5 s instead of 1 s (the dashboard's
+    # Workers flush task events and Ray events every 5 s instead of 1 s (the dashboard's
     # task list lags by up to 5 s; Serve's pages do not use it).
     "RAY_task_events_report_interval_ms": "5000",
+    "RAY_ray_events_report_interval_ms": "5000",
+    # The raylet's own timers: its resource report to the GCS every 1 s instead of
+    # 0.1 s (another node's view of this one's free CPUs lags by up to 1 s), the check
+    # for object-store pressure every 1 s instead of 0.1 s, Ray's OOM monitor every 1 s
+    # instead of 0.25 s.
+    "RAY_raylet_report_resources_period_milliseconds": "1000",
+    "RAY_raylet_check_gc_period_milliseconds": "1000",
+    "RAY_memory_monitor_refresh_ms": "1000",
+    # The dashboard agent learns of its raylet's death from a pipe closing instead of
+    # polling the raylet's pid (every 0.4 s by default).
+    "RAY_enable_pipe_based_agent_to_parent_health_check": "1",
     # The dashboard agent samples the node's and workers' CPU and memory every 15 s
-    # instead of 5 s (the dashboard's node graphs), and checks that its raylet lives
-    # every 2 s instead of 0.4 s; the dashboard records its own processes' CPU and
-    # memory every 30 s instead of 5 s.
+    # instead of 5 s (the dashboard's node graphs); the dashboard records its own
+    # processes' CPU and memory every 30 s instead of 5 s.
     "REPORTER_UPDATE_INTERVAL_MS": "15000",
-    "RAY_DASHBOARD_AGENT_CHECK_PARENT_INTERVAL_S": "2",
     "METRICS_RECORD_INTERVAL_S": "30",
 }
 

@@ -34,3 +34,24 @@ def test_the_report_shows_the_idle_line_only_where_it_was_measured() -> None:
     )
     assert "| raylet (x2) | 6.0 |" in lines[3]
     assert idle_lines({"service": {"levels": []}}) == [] == idle_lines({"service": None})
+
+
+def test_the_report_puts_rays_floor_beside_the_service() -> None:
+    service = {
+        "total_ms_per_s": 16.0,
+        "by_role_ms_per_s": {"ServeController": 10.0, "ImageTagger": 6.0},
+        "processes": 2,
+        "pss_mib": 1400,
+        "window_s": 60.0,
+    }
+    floor = {
+        **service,
+        "total_ms_per_s": 20.0,
+        "by_role_ms_per_s": {"ServeController": 12.0, "raylet": 8.0},
+    }
+    lines = idle_lines({"service": {"idle": service}, "floor": {"idle": floor}})
+    assert lines[1].endswith("; Ray's floor 20.0 ms/s, PSS 1400 MiB (service / floor 0.80).")
+    table = lines[3].splitlines()
+    assert table[0] == "| process | service ms/s | Ray's floor ms/s |"
+    assert "| ImageTagger | 6.0 | - |" in table and "| raylet | - | 8.0 |" in table
+    assert "| **whole** | **16.0** | **20.0** |" in table

@@ -147,6 +147,7 @@ def test_each_server_starts_once_and_reports_every_workload(
         ("naive", "unique"),
         ("naive", "phone"),
         ("floor", "start"),
+        ("floor", "idle"),  # beside the service's, before its load
         ("floor", "unique"),  # the floor fetches nothing: one workload is enough
         *[
             ("peer", "start"),
@@ -166,6 +167,7 @@ def test_each_server_starts_once_and_reports_every_workload(
     assert unique["service_traced"] is not None and phone["service_traced"] is None
     assert unique["floor"] is phone["floor"]
     assert unique["service"]["idle"] == phone["service"]["idle"] == {"total_ms_per_s": 50.0}
+    assert unique["floor"]["idle"] == {"total_ms_per_s": 50.0}
     assert unique["service"]["memory"]["pss_bytes"] == 200  # the repeat level's, higher
     assert phone["photos"] == unique["photos"] == 100
     assert phone["bare_served"]["decode_ms"].keys() != unique["bare_served"]["decode_ms"].keys()

@@ -2,7 +2,8 @@
 
 docs/SERVING.md's ``user_config`` and ``args`` tables against the settings models and
 ModelOptions (every key, and its default), docs/OPERATIONS.md's metrics table against
-deployments/metrics.py. The routes and errors of docs/API.md: tests/repo/test_routes.py.
+deployments/metrics.py, docs/SERVING.md's ``serve run`` export line against
+SERVING_ENV. The routes and errors of docs/API.md: tests/repo/test_routes.py.
 """
 
 from __future__ import annotations
@@ -77,3 +78,19 @@ def test_the_metrics_table_lists_every_metric_of_the_code() -> None:
     }
     rows = re.findall(r"^\| `(ray_imagetagger_\w+)` \| (\w+) \|", OPERATIONS_MD, re.M)
     assert dict(rows) == code
+
+
+def test_the_serve_run_export_line_sets_the_serving_environment() -> None:
+    """A user who runs plain `serve run` exports what `imagetagger serve` sets."""
+    import shlex
+
+    from imagetagger.serving.serving_env import SERVING_ENV
+
+    block = re.search(
+        r"```bash\n(export RAY_SERVE_THROUGHPUT_OPTIMIZED.*?)\n\s*serve run", SERVING_MD, re.S
+    )
+    assert block is not None
+    words = shlex.split(block.group(1).replace("\\\n", " "))
+    assert words[0] == "export"
+    exported = dict(word.split("=", 1) for word in words[1:])
+    assert exported == SERVING_ENV

@@ -2,14 +2,17 @@
 
 A private Ray instance of its own (its own RAY_TMPDIR; HAProxy files and ports as
 `imagetagger serve` picks them, nothing of the session's passed on) beside the
-session's cluster: it starts, tags a photo, and Ctrl-C (SIGINT to its process
-group) stops it (make bench times it) with exit status 0, no shutdown warning, and nothing of
+session's cluster: it starts, tags a photo, its Ray dashboard shows the application
+and its three deployments (the dashboard's own Serve API, which its Serve page reads,
+with the slowed idle loops of issue 34), and Ctrl-C (SIGINT to its process group)
+stops it (make bench times it) with exit status 0, no shutdown warning, and nothing of
 it left running.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from imagetagger.serving.host_resources import auth_token
 from tests import servers
 from tests.service.helpers import IMAGE_HOST, ROOT, Service
 
@@ -29,6 +33,17 @@ INSTANCE_ENV_PREFIXES = ("RAY_SERVE_HAPROXY_", "RAY_SERVE_FALLBACK_PROXY_", "RAY
 # speed target: `make bench` measures the stop time beside the peers (<= 10 s; 8.8-9.0 s
 # on 2026-12-02), where a noisy CI machine cannot fail it.
 STOP_LIMIT_S = 30.0
+DEPLOYMENTS = {"ImageTagger", "Downloader", "ModelDeployment"}
+
+
+def _dashboard_applications(log: str, env: dict[str, str]) -> dict:
+    """What the Ray dashboard's Serve page is built from: its /api/serve/applications/."""
+    match = re.search(r"Ray started \(dashboard (http://127\.0\.0\.1:\d+)", log)
+    assert match is not None, log[-3000:]
+    headers = {"Authorization": f"Bearer {auth_token(env)}"}  # the cluster's token
+    answer = requests.get(f"{match.group(1)}/api/serve/applications/", headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text[:500]
+    return answer.json()["applications"]
 
 
 def _ours(marker: str) -> list[int]:
@@ -88,6 +103,10 @@ def test_ctrl_c_stops_make_run_within_10_s_without_warnings(service: Service) ->
         answer = requests.get(base_url + "/predictions", params={"url": url}, timeout=60)
         assert answer.status_code == 200
         assert answer.json()["predictions"][0]["label"] in {"tabby", "tiger_cat", "Egyptian_cat"}
+        application = _dashboard_applications(log_path.read_text(), env)["imagetagger"]
+        assert application["status"] == "RUNNING"
+        assert set(application["deployments"]) == DEPLOYMENTS
+        assert {d["status"] for d in application["deployments"].values()} == {"HEALTHY"}
 
         stopped_at = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
