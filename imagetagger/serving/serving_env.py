@@ -47,11 +47,11 @@ SERVING_ENV: dict[str, str] = {
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MAX_MESSAGE_BYTES),
     # The idle tax (issue 34; docs/SERVING.md, *Idle CPU*): Ray's and Serve's periodic
     # loops, slowed where nothing waits on them. Serve's controller reconciles every
-    # 1 s instead of 0.1 s (its loop, and the GCS node queries it makes each time, were
+    # 0.5 s instead of 0.1 s (its loop, and the GCS node queries it makes each time, were
     # ~40 of the ~98 idle ms/s); autoscaling keeps its delays (wall-clock), decisions
-    # land up to 1 s later. Serve's graceful shutdown takes several loop steps: the
-    # configs' graceful_shutdown_wait_loop_s of 0.5 s keeps Ctrl-C near 8 s.
-    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",
+    # land up to 0.5 s later. Not 1 s (~3.5 ms/s less idle): Serve's graceful shutdown
+    # takes several loop steps, and Ctrl-C took 8.0-8.5 s, too near `docker stop`'s 10 s.
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
     # Serve's cached metrics go to Ray's metric API every 1 s instead of 0.1 s, in every
     # replica, proxy and the controller; Ray exports them every 10 s anyway.
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
