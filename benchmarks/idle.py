@@ -20,12 +20,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.launch import ROOT, RunningServer, run_floor, run_service
+from benchmarks.launch import ROOT, RunningServer, load_config, run_floor, run_service, service_app
 from benchmarks.procs import CpuSample, cpu_seconds, memory_snapshot
+from imagetagger.models.options import ModelOptions
+from imagetagger.models.specs import get_spec
 
 SETTLE_S = 30.0
 WINDOW_S = 60.0
-FLOOR_INPUT_SIZE = 260  # the default model's crop; the floor's arrays only (it idles here)
+
+
+def floor_input_size(config_path: Path) -> int:
+    """The crop of the model ``config_path`` serves: the size of the floor's arrays."""
+    args = service_app(load_config(config_path)).get("args") or {}
+    return get_spec(ModelOptions.model_validate(args).model).input_size
 
 
 def idle_by_role(before: CpuSample, after: CpuSample, seconds: float) -> dict[str, float]:
@@ -121,7 +128,9 @@ def main() -> None:
         with run_service(args.config, Path(tmp)) as server:
             found["service"] = measure_idle(server, args.settle, args.window)
         if not args.no_floor:
-            with run_floor(args.config, Path(tmp), input_size=FLOOR_INPUT_SIZE) as server:
+            with run_floor(
+                args.config, Path(tmp), input_size=floor_input_size(args.config)
+            ) as server:
                 found["floor"] = measure_idle(server, args.settle, args.window)
     print(format_idle(found["service"], found.get("floor")), flush=True)
     if args.json:

@@ -143,7 +143,7 @@ def loopback_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return apply_http(dict(config), host=LOOPBACK)
 
 
-def _service_app(config: Mapping[str, Any]) -> dict[str, Any]:
+def service_app(config: Mapping[str, Any]) -> dict[str, Any]:
     apps = [
         app
         for app in config.get("applications") or []
@@ -163,7 +163,7 @@ def floor_config(config: Mapping[str, Any], *, input_size: int) -> dict[str, Any
     ``import_path`` and ``args`` change. Deployments the floor does not have are dropped.
     """
     result = copy.deepcopy(dict(config))
-    app = _service_app(result)
+    app = service_app(result)
     app["import_path"] = FLOOR_IMPORT_PATH
     app["args"] = {"input_size": input_size}
     deployments = app.get("deployments") or []
@@ -175,7 +175,7 @@ def served_options(config: Mapping[str, Any], precision: str | None = None) -> R
     """The runtime options the service's application args ask for (with ``precision``)."""
     from imagetagger.models.options import ModelOptions  # what the app validates its args with
 
-    args = dict(_service_app(config).get("args") or {})
+    args = dict(service_app(config).get("args") or {})
     if precision is not None:
         args["precision"] = precision
     return ModelOptions.model_validate(args).runtime_options()
